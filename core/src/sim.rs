@@ -110,6 +110,8 @@ pub struct HelperRun {
     pub ends: Duration,
     /// What it did.
     pub behavior: Behavior,
+    /// The [`Executor`] task that started it ([`JoinHandle::id`]), if any.
+    pub task: Option<usize>,
 }
 
 /// An [`Event`] with owned strings, as the platform recorded it.
@@ -126,6 +128,11 @@ pub struct RecordedEvent {
 }
 
 type Script = Box<dyn Fn(&HelperCommand) -> Behavior>;
+
+std::thread_local! {
+    /// The task the executor is polling on this thread.
+    static CURRENT_TASK: Cell<Option<usize>> = const { Cell::new(None) };
+}
 
 /// The virtual-time platform. See the [module docs](self).
 pub struct SimPlatform {
@@ -319,6 +326,7 @@ impl Platform for SimPlatform {
             started,
             ends,
             behavior,
+            task: CURRENT_TASK.with(Cell::get),
         });
         match wait {
             UmhWait::NoWait => Ok(WaitStatus::SUCCESS),
@@ -363,6 +371,11 @@ impl<T> fmt::Debug for JoinHandle<T> {
 }
 
 impl<T> JoinHandle<T> {
+    /// The task's number, as [`HelperRun::task`] names it.
+    pub fn id(&self) -> usize {
+        self.id
+    }
+
     /// Takes the task's output, if it has finished.
     pub fn take(&self) -> Option<T> {
         self.result.borrow_mut().take()
@@ -418,6 +431,7 @@ pub struct Executor<'a> {
     tasks: Vec<Option<(Task<'a>, Arc<TaskWaker>)>>,
     ready: Arc<Mutex<VecDeque<usize>>>,
     polls: u64,
+    observer: Option<Box<dyn FnMut() + 'a>>,
 }
 
 impl fmt::Debug for Executor<'_> {
@@ -442,7 +456,14 @@ impl<'a> Executor<'a> {
             tasks: Vec::new(),
             ready: Arc::new(Mutex::new(VecDeque::new())),
             polls: 0,
+            observer: None,
         }
+    }
+
+    /// Calls `observer` after every poll of every task (to check invariants
+    /// at every step).
+    pub fn observe(&mut self, observer: impl FnMut() + 'a) {
+        self.observer = Some(Box::new(observer));
     }
 
     /// Adds a task; it first runs at the next `run*` call.
@@ -495,10 +516,16 @@ impl<'a> Executor<'a> {
             let w = Waker::from(waker.clone());
             let mut cx = Context::from_waker(&w);
             self.polls += 1;
-            if task.as_mut().poll(&mut cx).is_ready()
+            CURRENT_TASK.with(|c| c.set(Some(id)));
+            let poll = task.as_mut().poll(&mut cx);
+            CURRENT_TASK.with(|c| c.set(None));
+            if poll.is_ready()
                 && let Some(slot) = self.tasks.get_mut(id)
             {
                 *slot = None;
+            }
+            if let Some(observe) = self.observer.as_mut() {
+                observe();
             }
         }
     }
