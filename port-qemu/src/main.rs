@@ -1,0 +1,106 @@
+//! `reqmod-qemu`: a minimal riscv64 OS for QEMU `virt` that autoloads kernel
+//! modules through [`reqmod`], the way Linux's `request_module()` does.
+//!
+//! It is the example a hobby-kernel author reads to embed reqmod. Layers, from
+//! the bottom (Tock-style: the folder says what may touch hardware):
+//!
+//! - [`machine`]: boot, per-hart stacks, traps, SBI timer and IPIs, SMP start,
+//!   the device tree, the UART, the exit device, the SMP `critical-section`
+//!   implementation. The only `unsafe` code lives here.
+//! - [`os`]: the multi-hart async executor, the timer queue, task signals.
+//! - [`platform`]: `impl reqmod::Platform` for this OS: the clock, sleeping,
+//!   and helpers started as tasks that run programs from [`programs`].
+//! - [`programs`]: the program table (`/sbin/modprobe` and test programs);
+//!   [`modules`]: the module table that the built-in modprobe loads from.
+//! - [`demo`] and [`selftest`]: the two boot modes, chosen on the kernel
+//!   command line (QEMU `-append demo` or `-append selftest`).
+
+#![no_std]
+#![no_main]
+#![deny(unsafe_op_in_unsafe_fn)]
+#![deny(missing_docs)]
+
+extern crate alloc;
+
+pub mod demo;
+pub mod machine;
+pub mod modules;
+pub mod os;
+pub mod platform;
+pub mod programs;
+pub mod selftest;
+
+use core::sync::atomic::{AtomicUsize, Ordering};
+
+use machine::{exit, fdt, heap, logger, smp, timer, trap, uart};
+
+/// Harts that reached [`secondary_main`] (plus the boot hart).
+static STARTED: AtomicUsize = AtomicUsize::new(0);
+
+/// The boot hart's Rust entry (from `_start`).
+pub fn kernel_main(hart: usize, dtb: usize) -> ! {
+    logger::start();
+    let info = match fdt::parse(dtb) {
+        Ok(info) => info,
+        Err(e) => {
+            defmt::error!("device tree at {=usize:#x}: {}", dtb, e);
+            exit::exit_failure(4);
+        }
+    };
+    uart::set_base(info.uart);
+    if let Some(base) = info.test_device {
+        exit::set_base(base);
+    }
+    timer::set_timebase(info.timebase_hz);
+    let (heap_start, heap_end) = heap::region();
+    if info.blob.0 < heap_end && heap_start < info.blob.0 + info.blob.1 {
+        defmt::error!("the device tree overlaps the heap");
+        exit::exit_failure(4);
+    }
+    heap::init();
+    trap::install();
+
+    let harts = &info.harts[..info.hart_count];
+    defmt::info!(
+        "reqmod-qemu: boot hart {}, {} harts, timebase {} Hz, bootargs {=str:?}",
+        hart,
+        harts.len(),
+        info.timebase_hz,
+        info.bootargs()
+    );
+    STARTED.fetch_add(1, Ordering::SeqCst);
+    let started = smp::start_secondaries(harts, hart);
+    // Wait (boundedly) for the secondaries to come up, so tests see them all.
+    let t0 = timer::ticks();
+    while STARTED.load(Ordering::SeqCst) < started + 1 && timer::ticks() - t0 < info.timebase_hz {
+        core::hint::spin_loop();
+    }
+    defmt::info!("{} harts online", STARTED.load(Ordering::SeqCst));
+
+    let mode = info.bootargs().split_whitespace().next().unwrap_or("");
+    match mode {
+        "demo" => os::executor::spawn(demo::run(info.clone())),
+        "selftest" => os::executor::spawn(selftest::run(info.clone())),
+        other => {
+            defmt::error!(
+                "unknown mode {=str:?}: boot with -append demo or -append selftest",
+                other
+            );
+            exit::exit_failure(5);
+        }
+    }
+    os::executor::run()
+}
+
+/// A secondary hart's Rust entry (from `_start_secondary`).
+pub fn secondary_main(_hart: usize) -> ! {
+    trap::install();
+    STARTED.fetch_add(1, Ordering::SeqCst);
+    os::executor::run()
+}
+
+#[panic_handler]
+fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
+    defmt::error!("panic: {}", defmt::Display2Format(info));
+    exit::exit_failure(2)
+}

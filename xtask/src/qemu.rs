@@ -1,0 +1,500 @@
+//! Building and booting the riscv64 kernel of `port-qemu/` under QEMU.
+//!
+//! `cargo xtask qemu <command>`:
+//!
+//! | command | what |
+//! | --- | --- |
+//! | `build [--debug]` | build the kernel, print the ELF path |
+//! | `demo [--smp N] [--debug]` | boot the demo with several virtio devices, print the decoded log |
+//! | `selftest [--smp N] [--debug]` | boot the selftest; exit status 0 only if it passed |
+//! | `run --append ARGS [--smp N] [--debug] [--device D]…` | boot with any command line |
+//! | `size [--debug]` | `llvm-size -A` of the kernel |
+//!
+//! Every run has a timeout (`--timeout SECS`); a QEMU still running then is
+//! killed and the run fails. QEMU is never skipped: if it is missing and cannot
+//! be installed, the command fails and says which package to install.
+//!
+//! The kernel logs through `defmt` on its one UART; this module decodes the
+//! frames with `defmt-decoder` (plain text and frames share the UART, each
+//! chunk ended by a `0x00` byte, see `port-qemu/src/machine/logger.rs`).
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// The QEMU binary this port needs.
+const QEMU: &str = "qemu-system-riscv64";
+/// The Debian/Ubuntu package that ships it.
+const QEMU_PACKAGE: &str = "qemu-system-misc";
+/// The kernel's target triple.
+const TARGET: &str = "riscv64gc-unknown-none-elf";
+/// The line the selftest prints when every check passed.
+const SELFTEST_PASSED: &str = "selftest: all checks passed";
+/// Default wall-clock limit of one boot.
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(180);
+
+/// `cargo xtask qemu …`
+pub fn main(args: &[String]) -> ExitCode {
+    let Some((cmd, rest)) = args.split_first() else {
+        return usage();
+    };
+    let opts = match Options::parse(rest) {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("xtask qemu: {e}");
+            return usage();
+        }
+    };
+    match cmd.as_str() {
+        "build" => match kernel_elf(opts.release) {
+            Ok(elf) => {
+                println!("{}", elf.display());
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail(&e),
+        },
+        "demo" => run_demo(&opts),
+        "selftest" => run_selftest(&opts),
+        "run" => {
+            let Some(append) = opts.append.clone() else {
+                eprintln!("xtask qemu run: --append is required");
+                return usage();
+            };
+            let boot = Boot {
+                release: opts.release,
+                smp: opts.smp.unwrap_or(1),
+                append,
+                devices: opts.devices.clone(),
+                timeout: opts.timeout.unwrap_or(DEFAULT_TIMEOUT),
+            };
+            match boot.run() {
+                Ok(out) => out.exit_code(),
+                Err(e) => fail(&e),
+            }
+        }
+        "size" => match kernel_elf(opts.release).and_then(|elf| size(&elf)) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => fail(&e),
+        },
+        _ => usage(),
+    }
+}
+
+fn usage() -> ExitCode {
+    eprintln!(
+        "usage: cargo xtask qemu <build|demo|selftest|run|size> [--smp N] [--debug] \
+         [--timeout SECS] [--append ARGS] [--device DEV]…"
+    );
+    ExitCode::from(2)
+}
+
+fn fail(e: &str) -> ExitCode {
+    eprintln!("xtask qemu: error: {e}");
+    ExitCode::FAILURE
+}
+
+#[derive(Debug, Default)]
+struct Options {
+    smp: Option<u32>,
+    release: bool,
+    timeout: Option<Duration>,
+    append: Option<String>,
+    devices: Vec<String>,
+}
+
+impl Options {
+    fn parse(args: &[String]) -> Result<Self, String> {
+        let mut o = Options { release: true, ..Options::default() };
+        let mut it = args.iter();
+        while let Some(a) = it.next() {
+            let mut value = |name: &str| {
+                it.next().cloned().ok_or_else(|| format!("{name} needs a value"))
+            };
+            match a.as_str() {
+                "--smp" => {
+                    let n: u32 = value("--smp")?.parse().map_err(|e| format!("--smp: {e}"))?;
+                    if !(1..=8).contains(&n) {
+                        return Err("--smp must be 1..=8".into());
+                    }
+                    o.smp = Some(n);
+                }
+                "--debug" => o.release = false,
+                "--release" => o.release = true,
+                "--timeout" => {
+                    let s: u64 =
+                        value("--timeout")?.parse().map_err(|e| format!("--timeout: {e}"))?;
+                    o.timeout = Some(Duration::from_secs(s));
+                }
+                "--append" => o.append = Some(value("--append")?),
+                "--device" => o.devices.push(value("--device")?),
+                other => return Err(format!("unknown option {other:?}")),
+            }
+        }
+        Ok(o)
+    }
+}
+
+/// The devices the demo attaches: five kinds, two of one kind (so the second
+/// request for the same modalias is served as a duplicate).
+const DEMO_DEVICES: &[&str] = &[
+    "virtio-rng-device",
+    "virtio-keyboard-device",
+    "virtio-keyboard-device",
+    "virtio-balloon-device",
+    "virtio-gpu-device",
+    "virtio-serial-device",
+];
+
+/// Builds the kernel and boots the demo (`-smp 4`, several virtio devices,
+/// two of one kind), printing the decoded log.
+#[allow(dead_code, reason = "for `cargo xtask demo` in main.rs")]
+pub fn demo() -> ExitCode {
+    run_demo(&Options { release: true, ..Options::default() })
+}
+
+fn run_demo(opts: &Options) -> ExitCode {
+    let boot = Boot {
+        release: opts.release,
+        smp: opts.smp.unwrap_or(4),
+        append: "demo".into(),
+        devices: DEMO_DEVICES.iter().map(|d| d.to_string()).collect(),
+        timeout: opts.timeout.unwrap_or(Duration::from_secs(60)),
+    };
+    match boot.run() {
+        Ok(out) => out.exit_code(),
+        Err(e) => fail(&e),
+    }
+}
+
+/// Boots the selftest on `smp` harts. Success only if QEMU exits with status
+/// 0 (from the `sifive_test` device) and the log says every check passed; a
+/// QEMU still running after the timeout is killed and counts as failure.
+#[allow(dead_code, reason = "for `cargo xtask test` in main.rs")]
+pub fn selftest(smp: u32) -> ExitCode {
+    run_selftest(&Options { smp: Some(smp), release: true, ..Options::default() })
+}
+
+fn run_selftest(opts: &Options) -> ExitCode {
+    let boot = Boot {
+        release: opts.release,
+        smp: opts.smp.unwrap_or(4),
+        append: "selftest".into(),
+        devices: vec!["virtio-rng-device".into()],
+        timeout: opts.timeout.unwrap_or(DEFAULT_TIMEOUT),
+    };
+    let out = match boot.run() {
+        Ok(out) => out,
+        Err(e) => return fail(&e),
+    };
+    let saw_pass = out.lines.iter().any(|l| l.contains(SELFTEST_PASSED));
+    if out.status == Some(0) && saw_pass {
+        println!("xtask qemu: selftest --smp {} PASSED in {:.2} s", boot.smp, out.elapsed.as_secs_f64());
+        ExitCode::SUCCESS
+    } else {
+        let why = match (out.timed_out, out.status, saw_pass) {
+            (true, _, _) => format!("QEMU killed after the {} s timeout", boot.timeout.as_secs()),
+            (_, Some(0), false) => "exit status 0 but no pass line in the log".to_string(),
+            (_, Some(s), _) => format!("exit status {s}"),
+            (_, None, _) => "QEMU was killed by a signal".to_string(),
+        };
+        eprintln!("xtask qemu: selftest --smp {} FAILED: {why}", boot.smp);
+        ExitCode::FAILURE
+    }
+}
+
+/// The repository root (parent of `xtask/`).
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives in the repository")
+        .to_path_buf()
+}
+
+/// Builds the kernel (`cargo build` inside `port-qemu/`, which has its own
+/// workspace, target and linker flags) and returns the ELF path.
+pub fn kernel_elf(release: bool) -> Result<PathBuf, String> {
+    let dir = repo_root().join("port-qemu");
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    cmd.arg("build").current_dir(&dir);
+    if release {
+        cmd.arg("--release");
+    }
+    // The kernel's `.cargo/config.toml` carries the target, the linker scripts
+    // and the code model: flags or a target dir from our environment (set for
+    // the host build of xtask) must not replace them.
+    for var in [
+        "RUSTFLAGS",
+        "CARGO_ENCODED_RUSTFLAGS",
+        "CARGO_BUILD_RUSTFLAGS",
+        "CARGO_BUILD_TARGET",
+        "CARGO_TARGET_DIR",
+        "CARGO_BUILD_TARGET_DIR",
+    ] {
+        cmd.env_remove(var);
+    }
+    println!("+ (cd {}; cargo build{})", dir.display(), if release { " --release" } else { "" });
+    let status = cmd.status().map_err(|e| format!("cannot run cargo: {e}"))?;
+    if !status.success() {
+        return Err(format!("building the kernel failed ({status})"));
+    }
+    let elf = dir
+        .join("target")
+        .join(TARGET)
+        .join(if release { "release" } else { "debug" })
+        .join("reqmod-qemu");
+    if elf.is_file() { Ok(elf) } else { Err(format!("{} was not built", elf.display())) }
+}
+
+fn find_in_path(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path).map(|d| d.join(name)).find(|p| p.is_file())
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+}
+
+/// Finds `qemu-system-riscv64`. If it is missing and we are root on
+/// Debian/Ubuntu, installs `qemu-system-misc` (`apt-get update`, then
+/// `apt-get install -y --no-install-recommends`: the recommended extras can
+/// conflict with the machine's `qemu-utils`). Otherwise fails, naming the package.
+pub fn ensure_qemu() -> Result<PathBuf, String> {
+    if let Some(p) = find_in_path(QEMU) {
+        return Ok(p);
+    }
+    let debian = Path::new("/etc/debian_version").exists() && find_in_path("apt-get").is_some();
+    if !(debian && is_root()) {
+        return Err(format!(
+            "{QEMU} not found: install the `{QEMU_PACKAGE}` package \
+             (Debian/Ubuntu: sudo apt-get install --no-install-recommends {QEMU_PACKAGE})"
+        ));
+    }
+    for args in [
+        &["update"][..],
+        &["install", "-y", "--no-install-recommends", QEMU_PACKAGE][..],
+    ] {
+        println!("+ apt-get {}", args.join(" "));
+        let status = Command::new("apt-get")
+            .args(args)
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .status()
+            .map_err(|e| format!("cannot run apt-get: {e}"))?;
+        if !status.success() {
+            return Err(format!("apt-get {} failed ({status})", args.join(" ")));
+        }
+    }
+    find_in_path(QEMU).ok_or_else(|| format!("{QEMU} still missing after installing {QEMU_PACKAGE}"))
+}
+
+/// Prints `llvm-size -A` of the kernel.
+fn size(elf: &Path) -> Result<(), String> {
+    let tool = find_in_path("llvm-size").ok_or("llvm-size not found (Debian: apt-get install llvm)")?;
+    println!("+ llvm-size -A {}", elf.display());
+    let status = Command::new(tool)
+        .arg("-A")
+        .arg(elf)
+        .status()
+        .map_err(|e| format!("cannot run llvm-size: {e}"))?;
+    if status.success() { Ok(()) } else { Err(format!("llvm-size failed ({status})")) }
+}
+
+/// One boot of the kernel.
+#[derive(Debug)]
+struct Boot {
+    release: bool,
+    smp: u32,
+    append: String,
+    devices: Vec<String>,
+    timeout: Duration,
+}
+
+/// What a boot left behind.
+#[derive(Debug)]
+struct BootOutput {
+    /// QEMU's exit status (`None`: killed).
+    status: Option<i32>,
+    timed_out: bool,
+    /// From starting QEMU to its exit.
+    elapsed: Duration,
+    /// Decoded log lines.
+    lines: Vec<String>,
+}
+
+impl BootOutput {
+    fn exit_code(&self) -> ExitCode {
+        match self.status {
+            Some(0) if !self.timed_out => ExitCode::SUCCESS,
+            _ => ExitCode::FAILURE,
+        }
+    }
+}
+
+impl Boot {
+    fn run(&self) -> Result<BootOutput, String> {
+        let qemu = ensure_qemu()?;
+        let elf = kernel_elf(self.release)?;
+        let elf_bytes = std::fs::read(&elf).map_err(|e| format!("{}: {e}", elf.display()))?;
+        let table = defmt_decoder::Table::parse(&elf_bytes)
+            .map_err(|e| format!("reading defmt data of {}: {e}", elf.display()))?
+            .ok_or_else(|| format!("{} has no defmt data", elf.display()))?;
+        let locations = table.get_locations(&elf_bytes).unwrap_or_default();
+
+        let mut cmd = Command::new(&qemu);
+        cmd.args(["-machine", "virt", "-bios", "default", "-m", "128M"])
+            .args(["-smp", &self.smp.to_string()])
+            .args(["-display", "none", "-serial", "stdio", "-monitor", "none", "-no-reboot"])
+            .args(["-append", &self.append])
+            .arg("-kernel")
+            .arg(&elf);
+        for d in &self.devices {
+            cmd.args(["-device", d]);
+        }
+        println!(
+            "+ {} -machine virt -bios default -m 128M -smp {} -display none -serial stdio \
+             -monitor none -no-reboot -append {:?} -kernel {}{}",
+            qemu.display(),
+            self.smp,
+            self.append,
+            elf.display(),
+            self.devices.iter().map(|d| format!(" -device {d}")).collect::<String>()
+        );
+        cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::inherit());
+        let start = Instant::now();
+        let mut child = cmd.spawn().map_err(|e| format!("cannot start {}: {e}", qemu.display()))?;
+        let mut stdout = child.stdout.take().expect("stdout is piped");
+
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let (status, timed_out, elapsed) = std::thread::scope(|s| {
+            let sink = Arc::clone(&lines);
+            let table = &table;
+            let locations = &locations;
+            let reader = s.spawn(move || {
+                let mut console = Console::new(table, locations, start);
+                let mut buf = [0u8; 4096];
+                loop {
+                    match stdout.read(&mut buf) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => {
+                            for line in console.feed(&buf[..n]) {
+                                sink.lock().expect("no panics hold it").push(line);
+                            }
+                        }
+                    }
+                }
+                for line in console.finish() {
+                    sink.lock().expect("no panics hold it").push(line);
+                }
+            });
+            let deadline = start + self.timeout;
+            let result = loop {
+                match child.try_wait() {
+                    Ok(Some(st)) => break (st.code(), false, start.elapsed()),
+                    Ok(None) if Instant::now() >= deadline => {
+                        let _ = child.kill();
+                        let st = child.wait().ok().and_then(|s| s.code());
+                        eprintln!(
+                            "xtask qemu: QEMU still running after {} s: killed",
+                            self.timeout.as_secs()
+                        );
+                        break (st, true, start.elapsed());
+                    }
+                    Ok(None) => std::thread::sleep(Duration::from_millis(10)),
+                    Err(e) => {
+                        let _ = child.kill();
+                        eprintln!("xtask qemu: waiting for QEMU: {e}");
+                        break (None, true, start.elapsed());
+                    }
+                }
+            };
+            let _ = reader.join();
+            result
+        });
+        let lines = std::mem::take(&mut *lines.lock().expect("reader is done"));
+        println!(
+            "xtask qemu: QEMU exited with status {} after {:.2} s (boot to exit, -smp {}, -append {:?})",
+            status.map_or("(killed)".to_string(), |s| s.to_string()),
+            elapsed.as_secs_f64(),
+            self.smp,
+            self.append
+        );
+        Ok(BootOutput { status, timed_out, elapsed, lines })
+    }
+}
+
+/// Splits the console stream at `0x00` bytes and prints every chunk: decoded
+/// as a defmt frame when it is one, as text otherwise.
+struct Console<'t> {
+    table: &'t defmt_decoder::Table,
+    locations: &'t defmt_decoder::Locations,
+    pending: Vec<u8>,
+    start: Instant,
+}
+
+impl<'t> Console<'t> {
+    fn new(
+        table: &'t defmt_decoder::Table,
+        locations: &'t defmt_decoder::Locations,
+        start: Instant,
+    ) -> Self {
+        Console { table, locations, pending: Vec::new(), start }
+    }
+
+    fn feed(&mut self, bytes: &[u8]) -> Vec<String> {
+        let mut out = Vec::new();
+        for &b in bytes {
+            if b == 0 {
+                let chunk = std::mem::take(&mut self.pending);
+                out.extend(self.chunk(&chunk));
+            } else {
+                self.pending.push(b);
+            }
+        }
+        out
+    }
+
+    fn finish(&mut self) -> Vec<String> {
+        let chunk = std::mem::take(&mut self.pending);
+        self.chunk(&chunk)
+    }
+
+    fn chunk(&self, chunk: &[u8]) -> Vec<String> {
+        if chunk.is_empty() {
+            return Vec::new();
+        }
+        let mut decoder = self.table.new_stream_decoder();
+        decoder.received(chunk);
+        decoder.received(&[0]);
+        let lines = match decoder.decode() {
+            Ok(frame) => {
+                let ts = frame.display_timestamp().map(|t| t.to_string()).unwrap_or_default();
+                let level = frame
+                    .level()
+                    .map(|l| l.as_str().to_uppercase())
+                    .unwrap_or_else(|| "PRINT".into());
+                let mut line = format!("{ts:>18} {level:<5} {}", frame.display_message());
+                if matches!(level.as_str(), "WARN" | "ERROR") {
+                    if let Some(loc) = self.locations.get(&frame.index()) {
+                        line.push_str(&format!("  ({}:{})", loc.file.display(), loc.line));
+                    }
+                }
+                vec![line]
+            }
+            Err(_) => String::from_utf8_lossy(chunk)
+                .lines()
+                .filter(|l| !l.trim().is_empty())
+                .map(|l| format!("{:>18} {}", format!("[{:.3}s host]", self.start.elapsed().as_secs_f64()), l))
+                .collect(),
+        };
+        let mut stdout = std::io::stdout().lock();
+        for l in &lines {
+            let _ = writeln!(stdout, "{l}");
+        }
+        lines
+    }
+}
