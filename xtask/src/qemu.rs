@@ -106,11 +106,16 @@ struct Options {
 
 impl Options {
     fn parse(args: &[String]) -> Result<Self, String> {
-        let mut o = Options { release: true, ..Options::default() };
+        let mut o = Options {
+            release: true,
+            ..Options::default()
+        };
         let mut it = args.iter();
         while let Some(a) = it.next() {
             let mut value = |name: &str| {
-                it.next().cloned().ok_or_else(|| format!("{name} needs a value"))
+                it.next()
+                    .cloned()
+                    .ok_or_else(|| format!("{name} needs a value"))
             };
             match a.as_str() {
                 "--smp" => {
@@ -123,8 +128,9 @@ impl Options {
                 "--debug" => o.release = false,
                 "--release" => o.release = true,
                 "--timeout" => {
-                    let s: u64 =
-                        value("--timeout")?.parse().map_err(|e| format!("--timeout: {e}"))?;
+                    let s: u64 = value("--timeout")?
+                        .parse()
+                        .map_err(|e| format!("--timeout: {e}"))?;
                     o.timeout = Some(Duration::from_secs(s));
                 }
                 "--append" => o.append = Some(value("--append")?),
@@ -151,7 +157,10 @@ const DEMO_DEVICES: &[&str] = &[
 /// two of one kind), printing the decoded log.
 #[allow(dead_code, reason = "for `cargo xtask demo` in main.rs")]
 pub fn demo() -> ExitCode {
-    run_demo(&Options { release: true, ..Options::default() })
+    run_demo(&Options {
+        release: true,
+        ..Options::default()
+    })
 }
 
 fn run_demo(opts: &Options) -> ExitCode {
@@ -173,7 +182,11 @@ fn run_demo(opts: &Options) -> ExitCode {
 /// QEMU still running after the timeout is killed and counts as failure.
 #[allow(dead_code, reason = "for `cargo xtask test` in main.rs")]
 pub fn selftest(smp: u32) -> ExitCode {
-    run_selftest(&Options { smp: Some(smp), release: true, ..Options::default() })
+    run_selftest(&Options {
+        smp: Some(smp),
+        release: true,
+        ..Options::default()
+    })
 }
 
 fn run_selftest(opts: &Options) -> ExitCode {
@@ -190,7 +203,11 @@ fn run_selftest(opts: &Options) -> ExitCode {
     };
     let saw_pass = out.lines.iter().any(|l| l.contains(SELFTEST_PASSED));
     if out.status == Some(0) && saw_pass {
-        println!("xtask qemu: selftest --smp {} PASSED in {:.2} s", boot.smp, out.elapsed.as_secs_f64());
+        println!(
+            "xtask qemu: selftest --smp {} PASSED in {:.2} s",
+            boot.smp,
+            out.elapsed.as_secs_f64()
+        );
         ExitCode::SUCCESS
     } else {
         let why = match (out.timed_out, out.status, saw_pass) {
@@ -205,7 +222,7 @@ fn run_selftest(opts: &Options) -> ExitCode {
 }
 
 /// The repository root (parent of `xtask/`).
-fn repo_root() -> PathBuf {
+pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .expect("xtask lives in the repository")
@@ -235,7 +252,11 @@ pub fn kernel_elf(release: bool) -> Result<PathBuf, String> {
     ] {
         cmd.env_remove(var);
     }
-    println!("+ (cd {}; cargo build{})", dir.display(), if release { " --release" } else { "" });
+    println!(
+        "+ (cd {}; cargo build{})",
+        dir.display(),
+        if release { " --release" } else { "" }
+    );
     let status = cmd.status().map_err(|e| format!("cannot run cargo: {e}"))?;
     if !status.success() {
         return Err(format!("building the kernel failed ({status})"));
@@ -245,12 +266,18 @@ pub fn kernel_elf(release: bool) -> Result<PathBuf, String> {
         .join(TARGET)
         .join(if release { "release" } else { "debug" })
         .join("reqmod-qemu");
-    if elf.is_file() { Ok(elf) } else { Err(format!("{} was not built", elf.display())) }
+    if elf.is_file() {
+        Ok(elf)
+    } else {
+        Err(format!("{} was not built", elf.display()))
+    }
 }
 
 fn find_in_path(name: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path).map(|d| d.join(name)).find(|p| p.is_file())
+    std::env::split_paths(&path)
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
 }
 
 fn is_root() -> bool {
@@ -289,19 +316,25 @@ pub fn ensure_qemu() -> Result<PathBuf, String> {
             return Err(format!("apt-get {} failed ({status})", args.join(" ")));
         }
     }
-    find_in_path(QEMU).ok_or_else(|| format!("{QEMU} still missing after installing {QEMU_PACKAGE}"))
+    find_in_path(QEMU)
+        .ok_or_else(|| format!("{QEMU} still missing after installing {QEMU_PACKAGE}"))
 }
 
 /// Prints `llvm-size -A` of the kernel.
 fn size(elf: &Path) -> Result<(), String> {
-    let tool = find_in_path("llvm-size").ok_or("llvm-size not found (Debian: apt-get install llvm)")?;
+    let tool =
+        find_in_path("llvm-size").ok_or("llvm-size not found (Debian: apt-get install llvm)")?;
     println!("+ llvm-size -A {}", elf.display());
     let status = Command::new(tool)
         .arg("-A")
         .arg(elf)
         .status()
         .map_err(|e| format!("cannot run llvm-size: {e}"))?;
-    if status.success() { Ok(()) } else { Err(format!("llvm-size failed ({status})")) }
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("llvm-size failed ({status})"))
+    }
 }
 
 /// One boot of the kernel.
@@ -348,7 +381,15 @@ impl Boot {
         let mut cmd = Command::new(&qemu);
         cmd.args(["-machine", "virt", "-bios", "default", "-m", "128M"])
             .args(["-smp", &self.smp.to_string()])
-            .args(["-display", "none", "-serial", "stdio", "-monitor", "none", "-no-reboot"])
+            .args([
+                "-display",
+                "none",
+                "-serial",
+                "stdio",
+                "-monitor",
+                "none",
+                "-no-reboot",
+            ])
             .args(["-append", &self.append])
             .arg("-kernel")
             .arg(&elf);
@@ -362,11 +403,18 @@ impl Boot {
             self.smp,
             self.append,
             elf.display(),
-            self.devices.iter().map(|d| format!(" -device {d}")).collect::<String>()
+            self.devices
+                .iter()
+                .map(|d| format!(" -device {d}"))
+                .collect::<String>()
         );
-        cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::inherit());
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
         let start = Instant::now();
-        let mut child = cmd.spawn().map_err(|e| format!("cannot start {}: {e}", qemu.display()))?;
+        let mut child = cmd
+            .spawn()
+            .map_err(|e| format!("cannot start {}: {e}", qemu.display()))?;
         let mut stdout = child.stdout.take().expect("stdout is piped");
 
         let lines = Arc::new(Mutex::new(Vec::new()));
@@ -423,7 +471,12 @@ impl Boot {
             self.smp,
             self.append
         );
-        Ok(BootOutput { status, timed_out, elapsed, lines })
+        Ok(BootOutput {
+            status,
+            timed_out,
+            elapsed,
+            lines,
+        })
     }
 }
 
@@ -442,7 +495,12 @@ impl<'t> Console<'t> {
         locations: &'t defmt_decoder::Locations,
         start: Instant,
     ) -> Self {
-        Console { table, locations, pending: Vec::new(), start }
+        Console {
+            table,
+            locations,
+            pending: Vec::new(),
+            start,
+        }
     }
 
     fn feed(&mut self, bytes: &[u8]) -> Vec<String> {
@@ -472,23 +530,34 @@ impl<'t> Console<'t> {
         decoder.received(&[0]);
         let lines = match decoder.decode() {
             Ok(frame) => {
-                let ts = frame.display_timestamp().map(|t| t.to_string()).unwrap_or_default();
+                let ts = frame
+                    .display_timestamp()
+                    .map(|t| t.to_string())
+                    .unwrap_or_default();
                 let level = frame
                     .level()
                     .map(|l| l.as_str().to_uppercase())
                     .unwrap_or_else(|| "PRINT".into());
                 let mut line = format!("{ts:>18} {level:<5} {}", frame.display_message());
-                if matches!(level.as_str(), "WARN" | "ERROR") {
-                    if let Some(loc) = self.locations.get(&frame.index()) {
-                        line.push_str(&format!("  ({}:{})", loc.file.display(), loc.line));
-                    }
+                if matches!(level.as_str(), "WARN" | "ERROR")
+                    && let Some(loc) = self.locations.get(&frame.index())
+                {
+                    let root = repo_root();
+                    let file = loc.file.strip_prefix(&root).unwrap_or(&loc.file);
+                    line.push_str(&format!("  ({}:{})", file.display(), loc.line));
                 }
                 vec![line]
             }
             Err(_) => String::from_utf8_lossy(chunk)
                 .lines()
                 .filter(|l| !l.trim().is_empty())
-                .map(|l| format!("{:>18} {}", format!("[{:.3}s host]", self.start.elapsed().as_secs_f64()), l))
+                .map(|l| {
+                    format!(
+                        "{:>18} {}",
+                        format!("[{:.3}s host]", self.start.elapsed().as_secs_f64()),
+                        l
+                    )
+                })
                 .collect(),
         };
         let mut stdout = std::io::stdout().lock();

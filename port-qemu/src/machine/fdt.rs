@@ -106,11 +106,12 @@ pub fn parse(addr: usize) -> Result<BootInfo, FdtProblem> {
         let is_virtio = node
             .compatible()
             .is_some_and(|c| c.all().any(|s| s == "virtio,mmio"));
-        if is_virtio && info.virtio_count < MAX_VIRTIO {
-            if let Some(base) = reg_base(node) {
-                info.virtio[info.virtio_count] = base;
-                info.virtio_count += 1;
-            }
+        if is_virtio
+            && info.virtio_count < MAX_VIRTIO
+            && let Some(base) = reg_base(node)
+        {
+            info.virtio[info.virtio_count] = base;
+            info.virtio_count += 1;
         }
     }
     info.virtio[..info.virtio_count].sort_unstable();

@@ -4,10 +4,10 @@ use super::{cpu, sbi};
 
 /// Sends a software interrupt to every hart in `mask` (bit n = hart n).
 pub fn send(mask: usize) {
-    if mask != 0 {
-        if let Err(e) = sbi::send_ipi(mask) {
-            defmt::error!("sbi send_ipi({=usize:#x}) failed: {}", mask, e);
-        }
+    if mask != 0
+        && let Err(e) = sbi::send_ipi(mask)
+    {
+        defmt::error!("sbi send_ipi({=usize:#x}) failed: {}", mask, e);
     }
 }
 

@@ -1,6 +1,6 @@
 //! Time and the timer queue.
 //!
-//! [`Instant`]s are `time` CSR ticks. Sleeping tasks register `(deadline,
+//! Deadlines are `time` CSR ticks. Sleeping tasks register `(deadline,
 //! waker)` in one queue shared by all harts. Every hart's executor loop fires
 //! expired entries; a hart going idle arms its own SBI timer for the earliest
 //! deadline (`set_timer` only arms the calling hart, and any idle hart may be
