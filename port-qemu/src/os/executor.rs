@@ -51,6 +51,8 @@ struct Task {
 static QUEUE: Mutex<RefCell<VecDeque<Arc<Task>>>> = Mutex::new(RefCell::new(VecDeque::new()));
 /// Bit n set: hart n is (about to be) asleep in `wfi`.
 static IDLE_HARTS: AtomicUsize = AtomicUsize::new(0);
+/// Where [`enqueue`] starts looking for an idle hart.
+static NEXT_PICK: AtomicUsize = AtomicUsize::new(0);
 /// Bit n set: hart n runs the executor.
 static ONLINE_HARTS: AtomicUsize = AtomicUsize::new(0);
 
@@ -108,11 +110,20 @@ impl Wake for Task {
 
 fn enqueue(task: Arc<Task>) {
     critical_section::with(|cs| QUEUE.borrow_ref_mut(cs).push_back(task));
-    // Claim one idle hart (not this one: it is running) and poke it.
+    // Claim one idle hart (not this one: it is running) and poke it. The
+    // search starts at a rotating position so wakes are spread over all harts
+    // rather than always landing on the lowest-numbered idle one.
     let me = 1usize << cpu::hart_id();
+    let start = NEXT_PICK.fetch_add(1, Ordering::Relaxed) % MAX_HARTS;
     let mut idle = IDLE_HARTS.load(Ordering::SeqCst);
-    while idle & !me != 0 {
-        let pick = idle & !me & (idle & !me).wrapping_neg();
+    loop {
+        let candidates = idle & !me;
+        if candidates == 0 {
+            return;
+        }
+        let rotated = candidates.rotate_right(start as u32);
+        let hart = (rotated.trailing_zeros() as usize + start) % usize::BITS as usize;
+        let pick = 1usize << hart;
         match IDLE_HARTS.compare_exchange_weak(
             idle,
             idle & !pick,
