@@ -41,11 +41,34 @@ struct Record {
     result: Option<i32>,
 }
 
+/// Entries are only ever appended or replaced in place, so `hashes[i]` and
+/// `order[i]` describe `entries[i]`; kept apart so the scans of a lookup and
+/// of an eviction run over small contiguous arrays.
 struct State<const N: usize, const W: usize> {
     entries: heapless::Vec<Entry, N>,
+    /// [`name_hash`] of each entry's name, compared before the bytes.
+    hashes: [u32; N],
+    /// Completion number of each finished entry; `PENDING` while pending.
+    order: [u32; N],
+    /// `(index, completion number)` of finished entries, oldest first. An item
+    /// whose entry has since been replaced (its `order` differs) is stale and
+    /// skipped, so the oldest finished entry is found without a scan.
+    completed: heapless::Deque<(u16, u32), N>,
     records: heapless::Vec<Record, W>,
     next_id: u32,
     next_key: u32,
+    /// The next completion number.
+    finished: u32,
+}
+
+/// `order` of an entry that has no result yet.
+const PENDING: u32 = u32::MAX;
+
+/// A first request's own entry, so that it announces without a search.
+#[derive(Clone, Copy)]
+pub(crate) struct First {
+    index: usize,
+    id: u32,
 }
 
 /// What step 7 decided for a request.
@@ -53,7 +76,7 @@ pub(crate) enum Lookup {
     /// Not a duplicate and not tracked (a nowait request, dedup off, or no room).
     Untracked,
     /// Not a duplicate; this request is the entry's first and must announce.
-    First,
+    First(First),
     /// A duplicate that returns at once with this kernel integer (nowait: 0, or
     /// an entry that already has its result).
     Done(i32),
@@ -66,14 +89,95 @@ pub(crate) struct Dups<M: RawMutex, const N: usize, const W: usize> {
     state: Mutex<M, RefCell<State<N, W>>>,
 }
 
+/// FNV-1a: a cheap filter so a lookup compares names only on a likely match.
+fn name_hash(name: &ModuleName) -> u32 {
+    name.as_bytes().iter().fold(0x811c_9dc5_u32, |h, &b| {
+        (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+    })
+}
+
+impl Entry {
+    /// Whether the entry has lingered its time and is gone (the kernel's
+    /// delayed delete). Expired entries are skipped by lookups and reused.
+    fn expired(&self, now: Duration, linger: Duration) -> bool {
+        matches!(self.done, Some((_, at)) if now.saturating_sub(at) >= linger)
+    }
+}
+
+impl<const N: usize, const W: usize> State<N, W> {
+    fn find(&self, hash: u32, name: &ModuleName) -> Option<usize> {
+        let hashes = self.hashes.get(..self.entries.len()).unwrap_or_default();
+        hashes
+            .iter()
+            .zip(&self.entries)
+            .position(|(&h, e)| h == hash && e.name == *name)
+    }
+
+    /// Where a new entry goes: a free place, or the place of the finished entry
+    /// that finished longest ago (expired ones finished longest ago). `None` if
+    /// every entry is still pending.
+    fn place_for_new(&mut self) -> Option<usize> {
+        if !self.entries.is_full() {
+            return Some(self.entries.len());
+        }
+        while let Some((i, seq)) = self.completed.pop_front() {
+            let i = usize::from(i);
+            if self.order.get(i) == Some(&seq) {
+                return Some(i);
+            }
+        }
+        None
+    }
+
+    /// Marks entry `i` finished, in completion order.
+    fn finish(&mut self, i: usize) {
+        let Ok(index) = u16::try_from(i) else {
+            return;
+        };
+        if self.finished == PENDING {
+            // After 2^32 - 1 completions: renumber from 0, keeping the order.
+            self.finished = 0;
+            let completed = core::mem::take(&mut self.completed);
+            for (j, old) in completed {
+                if let Some(o) = self.order.get_mut(usize::from(j)).filter(|o| **o == old) {
+                    *o = self.finished;
+                    let _ = self.completed.push_back((j, self.finished));
+                    self.finished += 1;
+                }
+            }
+        }
+        if self.completed.is_full() {
+            // Only stale items can fill it: at most N - 1 entries are finished
+            // while this one was pending. Drop the stale ones.
+            for (j, seq) in core::mem::take(&mut self.completed) {
+                if self.order.get(usize::from(j)) == Some(&seq) {
+                    let _ = self.completed.push_back((j, seq));
+                }
+            }
+        }
+        if let Some(o) = self.order.get_mut(i) {
+            *o = self.finished;
+            let _ = self.completed.push_back((index, self.finished));
+            self.finished += 1;
+        }
+    }
+}
+
 impl<M: RawMutex, const N: usize, const W: usize> Dups<M, N, W> {
+    const INDEX_FITS: () = assert!(N <= 1 << 16, "at most 65536 duplicate-table entries");
+
     pub(crate) const fn new() -> Self {
+        let () = Self::INDEX_FITS;
         Dups {
             state: Mutex::new(RefCell::new(State {
                 entries: heapless::Vec::new(),
+                hashes: [0; N],
+                order: [PENDING; N],
+                completed: heapless::Deque::new(),
                 records: heapless::Vec::new(),
                 next_id: 0,
                 next_key: 0,
+                finished: 0,
             })),
         }
     }
@@ -87,35 +191,23 @@ impl<M: RawMutex, const N: usize, const W: usize> Dups<M, N, W> {
         now: Duration,
         linger: Duration,
     ) -> Lookup {
+        let hash = name_hash(name);
         self.state.lock(|s| {
             let mut s = s.borrow_mut();
-            // Entries whose linger is over are gone (the kernel's delayed delete).
-            s.entries
-                .retain(|e| !matches!(e.done, Some((_, at)) if now.saturating_sub(at) >= linger));
-            let found = s
-                .entries
-                .iter()
-                .find(|e| e.name == *name)
+            let found = s.find(hash, name);
+            let live = found
+                .and_then(|i| s.entries.get(i))
+                .filter(|e| !e.expired(now, linger))
                 .map(|e| (e.id, e.done));
-            match found {
+            match live {
                 None if !wait => Lookup::Untracked,
                 None => {
-                    if s.entries.is_full() {
-                        // Drop the lingering entry that finished longest ago.
-                        let oldest = s
-                            .entries
-                            .iter()
-                            .enumerate()
-                            .filter_map(|(i, e)| e.done.map(|(_, at)| (at, i)))
-                            .min()
-                            .map(|(_, i)| i);
-                        match oldest {
-                            Some(i) => {
-                                s.entries.swap_remove(i);
-                            }
-                            None => return Lookup::Untracked,
-                        }
-                    }
+                    // An expired entry of this name is replaced in place.
+                    let Some(at) = found.or_else(|| s.place_for_new()) else {
+                        // Every entry is pending: cannot happen while N >= the
+                        // slots (each pending entry's first request holds one).
+                        return Lookup::Untracked;
+                    };
                     let id = s.next_id;
                     s.next_id = s.next_id.wrapping_add(1);
                     let entry = Entry {
@@ -123,10 +215,22 @@ impl<M: RawMutex, const N: usize, const W: usize> Dups<M, N, W> {
                         id,
                         done: None,
                     };
-                    match s.entries.push(entry) {
-                        Ok(()) => Lookup::First,
-                        Err(_) => Lookup::Untracked,
+                    match s.entries.get_mut(at) {
+                        Some(slot) => *slot = entry,
+                        None => {
+                            if s.entries.push(entry).is_err() {
+                                return Lookup::Untracked;
+                            }
+                        }
                     }
+                    if let Some(h) = s.hashes.get_mut(at) {
+                        *h = hash;
+                    }
+                    if let Some(o) = s.order.get_mut(at) {
+                        // Any completion item of the replaced entry is now stale.
+                        *o = PENDING;
+                    }
+                    Lookup::First(First { index: at, id })
                 }
                 Some(_) if !wait => Lookup::Done(0),
                 Some((_, Some((ret, _)))) => Lookup::Done(ret),
@@ -150,21 +254,40 @@ impl<M: RawMutex, const N: usize, const W: usize> Dups<M, N, W> {
         })
     }
 
-    /// Step 9: the result of a helper run for `name`. Completes the entry if it
-    /// is pending and wakes its waiters; ignored otherwise.
-    pub(crate) fn announce(&self, name: &ModuleName, ret: i32, now: Duration) {
+    /// Step 9: the result of a helper run for `name` (from the entry's first
+    /// request, or from an untracked one). Completes the entry if it is pending
+    /// and wakes its waiters; ignored otherwise.
+    pub(crate) fn announce(
+        &self,
+        name: &ModuleName,
+        first: Option<First>,
+        ret: i32,
+        now: Duration,
+    ) {
         let mut wakes: heapless::Vec<Waker, W> = heapless::Vec::new();
         self.state.lock(|s| {
             let mut s = s.borrow_mut();
-            let Some(entry) = s
-                .entries
-                .iter_mut()
-                .find(|e| e.name == *name && e.done.is_none())
-            else {
+            let s = &mut *s;
+            let index = match first {
+                // A first request's entry cannot have been replaced: it is pending
+                // until this very announcement.
+                Some(f) => {
+                    Some(f.index).filter(|&i| s.entries.get(i).is_some_and(|e| e.id == f.id))
+                }
+                None => s.find(name_hash(name), name),
+            };
+            let Some(i) = index else {
                 return;
             };
+            let Some(entry) = s.entries.get_mut(i) else {
+                return;
+            };
+            if entry.done.is_some() {
+                return;
+            }
             entry.done = Some((ret, now));
             let id = entry.id;
+            s.finish(i);
             for r in s.records.iter_mut().filter(|r| r.entry == id) {
                 r.result = Some(ret);
                 if let Some(w) = r.waker.take() {
@@ -173,7 +296,8 @@ impl<M: RawMutex, const N: usize, const W: usize> Dups<M, N, W> {
                 }
             }
         });
-        for w in wakes {
+        // pop(), not `for w in wakes`: that would move the whole array first.
+        while let Some(w) = wakes.pop() {
             w.wake();
         }
     }
@@ -184,12 +308,13 @@ impl<M: RawMutex, const N: usize, const W: usize> Dups<M, N, W> {
         DupWait { dups: self, key }
     }
 
-    /// `(entries, pending entries, waiter records)`.
-    pub(crate) fn usage(&self) -> (usize, usize, usize) {
+    /// `(live entries, pending entries, waiter records)` at `now`.
+    pub(crate) fn usage(&self, now: Duration, linger: Duration) -> (usize, usize, usize) {
         self.state.lock(|s| {
             let s = s.borrow();
+            let live = s.entries.iter().filter(|e| !e.expired(now, linger)).count();
             let pending = s.entries.iter().filter(|e| e.done.is_none()).count();
-            (s.entries.len(), pending, s.records.len())
+            (live, pending, s.records.len())
         })
     }
 }
@@ -267,9 +392,9 @@ mod tests {
         ));
         assert!(matches!(
             t.lookup(&name("a"), true, secs(0), LINGER),
-            Lookup::First
+            Lookup::First(_)
         ));
-        assert_eq!(t.usage(), (1, 1, 0));
+        assert_eq!(t.usage(secs(0), LINGER), (1, 1, 0));
     }
 
     #[test]
@@ -277,9 +402,9 @@ mod tests {
         let t = Table::new();
         assert!(matches!(
             t.lookup(&name("a"), true, secs(0), LINGER),
-            Lookup::First
+            Lookup::First(_)
         ));
-        t.announce(&name("a"), 256, secs(1));
+        t.announce(&name("a"), None, 256, secs(1));
         assert!(matches!(
             t.lookup(&name("a"), true, secs(60), LINGER),
             Lookup::Done(256)
@@ -290,7 +415,7 @@ mod tests {
         ));
         assert!(matches!(
             t.lookup(&name("a"), true, secs(61), LINGER),
-            Lookup::First
+            Lookup::First(_)
         ));
     }
 
@@ -299,11 +424,11 @@ mod tests {
         let t = Table::new();
         assert!(matches!(
             t.lookup(&name("a"), true, secs(0), LINGER),
-            Lookup::First
+            Lookup::First(_)
         ));
-        t.announce(&name("a"), -2, secs(0));
-        t.announce(&name("a"), 0, secs(0));
-        t.announce(&name("zzz"), 0, secs(0));
+        t.announce(&name("a"), None, -2, secs(0));
+        t.announce(&name("a"), None, 0, secs(0));
+        t.announce(&name("zzz"), None, 0, secs(0));
         assert!(matches!(
             t.lookup(&name("a"), true, secs(1), LINGER),
             Lookup::Done(-2)
@@ -313,19 +438,18 @@ mod tests {
     #[test]
     fn full_table_drops_the_oldest_finished_entry() {
         let t = Table::new();
-        for (i, n) in ["a", "b", "c"].iter().enumerate() {
+        for n in ["a", "b", "c"] {
             assert!(matches!(
                 t.lookup(&name(n), true, secs(0), LINGER),
-                Lookup::First
+                Lookup::First(_)
             ));
-            if *n != "b" {
-                t.announce(&name(n), 0, secs(10 - i as u64));
-            }
         }
-        // "c" finished at 8 s, before "a" at 10 s: "c" goes; pending "b" stays.
+        t.announce(&name("c"), None, 0, secs(5));
+        t.announce(&name("a"), None, 0, secs(8));
+        // "c" finished first; pending "b" is never dropped.
         assert!(matches!(
             t.lookup(&name("d"), true, secs(11), LINGER),
-            Lookup::First
+            Lookup::First(_)
         ));
         assert!(matches!(
             t.lookup(&name("a"), false, secs(11), LINGER),
@@ -342,12 +466,74 @@ mod tests {
     }
 
     #[test]
+    fn a_replaced_entrys_completion_is_skipped_when_evicting() {
+        let t = Table::new();
+        let short = secs(10);
+        for n in ["a", "b", "c"] {
+            assert!(matches!(
+                t.lookup(&name(n), true, secs(0), short),
+                Lookup::First(_)
+            ));
+        }
+        t.announce(&name("a"), None, 1, secs(1));
+        t.announce(&name("b"), None, 2, secs(2));
+        // "a" expired: a new "a" replaces it in place; its old completion is stale.
+        assert!(matches!(
+            t.lookup(&name("a"), true, secs(20), short),
+            Lookup::First(_)
+        ));
+        t.announce(&name("c"), None, 3, secs(21));
+        // Full: the oldest finished live entry is "b" (the stale "a" item is skipped).
+        assert!(matches!(
+            t.lookup(&name("d"), true, secs(22), LINGER),
+            Lookup::First(_)
+        ));
+        assert!(matches!(
+            t.lookup(&name("b"), false, secs(22), LINGER),
+            Lookup::Untracked
+        ));
+        assert!(matches!(
+            t.lookup(&name("a"), false, secs(22), LINGER),
+            Lookup::Done(0)
+        ));
+        assert!(matches!(
+            t.lookup(&name("c"), true, secs(22), LINGER),
+            Lookup::Done(3)
+        ));
+    }
+
+    #[test]
+    fn completion_numbers_wrap_without_losing_the_order() {
+        let t = Table::new();
+        t.state.lock(|s| s.borrow_mut().finished = PENDING - 2);
+        for (i, n) in ["a", "b", "c"].iter().enumerate() {
+            assert!(matches!(
+                t.lookup(&name(n), true, secs(0), LINGER),
+                Lookup::First(_)
+            ));
+            t.announce(&name(n), None, i as i32, secs(i as u64));
+        }
+        // a and b got the last two numbers, c wrapped: a is still the oldest.
+        for (evicted, new) in [("a", "d"), ("b", "e"), ("c", "f")] {
+            assert!(matches!(
+                t.lookup(&name(new), true, secs(5), LINGER),
+                Lookup::First(_)
+            ));
+            assert!(matches!(
+                t.lookup(&name(evicted), false, secs(5), LINGER),
+                Lookup::Untracked
+            ));
+            t.announce(&name(new), None, 0, secs(5));
+        }
+    }
+
+    #[test]
     fn table_of_pending_entries_degrades_to_untracked() {
         let t = Table::new();
         for n in ["a", "b", "c"] {
             assert!(matches!(
                 t.lookup(&name(n), true, secs(0), LINGER),
-                Lookup::First
+                Lookup::First(_)
             ));
         }
         assert!(matches!(

@@ -269,7 +269,7 @@ where
         kill: Option<&KillSignal<M>>,
         caller: &'static Location<'static>,
     ) -> Outcome {
-        let request = InFlight::begin(self);
+        let (request, path_empty) = InFlight::begin(self);
 
         // 1. A waiting request from an async context may deadlock: warn once.
         if wait && self.platform.current_is_async() {
@@ -277,7 +277,7 @@ where
         }
 
         // 2. Autoloading disabled by an empty helper path.
-        if self.shared(|s| s.path.is_empty()) {
+        if path_empty {
             return request.finish(Err(Errno::ENOENT), |s| s.invalid += 1);
         }
 
@@ -335,7 +335,7 @@ where
                 drop(slot);
                 return request.finish(from_kernel_ret(waited), |s| s.duplicates += 1);
             }
-            Lookup::First | Lookup::Untracked => None,
+            Lookup::First(_) | Lookup::Untracked => None,
         };
         if let Some(outcome) = duplicate {
             self.report_duplicate(&name, wait, caller);
@@ -347,6 +347,10 @@ where
         let announcer = Announcer {
             kmod: self,
             name: &name,
+            first: match lookup {
+                Lookup::First(first) => Some(first),
+                _ => None,
+            },
         };
         let outcome = self.call_modprobe(&name, wait, kill).await;
 
@@ -363,18 +367,8 @@ where
         wait: bool,
         kill: Option<&KillSignal<M>>,
     ) -> Outcome {
-        // The path is read again here, as the kernel's exec reads the global
-        // buffer; if it was emptied meanwhile, the exec of "" fails with ENOENT.
-        let path = self.shared(|s| s.path.clone());
-        if path.is_empty() {
-            return Err(Errno::ENOENT);
-        }
-        let cmd = HelperCommand::modprobe(path, name.clone());
         let umh = if wait { UmhWait::Proc } else { UmhWait::Exec };
-
-        let Some(_running) = RunningHelper::enter(self) else {
-            return Err(Errno::EBUSY);
-        };
+        let (_running, cmd) = RunningHelper::enter(self, name)?;
         let helper = self.platform.run_helper(cmd, umh);
         match kill {
             None => helper.await,
@@ -502,7 +496,9 @@ where
     /// Counters and gauges.
     pub fn stats(&self) -> Stats {
         let slots = self.slots.usage();
-        let (dup_entries, dup_pending, dup_waiters) = self.dups.usage();
+        let (dup_entries, dup_pending, dup_waiters) = self
+            .dups
+            .usage(self.platform.now(), self.config.dedup_linger);
         let mut stats = self.shared(|s| {
             let mut st = s.stats;
             st.running_helpers = s.running_helpers;
@@ -550,9 +546,14 @@ struct InFlight<
 impl<'a, P: Platform, S: Security, M: RawMutex, const A: usize, const B: usize, const C: usize>
     InFlight<'a, P, S, M, A, B, C>
 {
-    fn begin(kmod: &'a Kmod<P, S, M, A, B, C>) -> Self {
-        kmod.shared(|s| s.stats.requests += 1);
-        InFlight { kmod: Some(kmod) }
+    /// Counts the request; also says whether the helper path is empty (step 2),
+    /// under the same lock.
+    fn begin(kmod: &'a Kmod<P, S, M, A, B, C>) -> (Self, bool) {
+        let path_empty = kmod.shared(|s| {
+            s.stats.requests += 1;
+            s.path.is_empty()
+        });
+        (InFlight { kmod: Some(kmod) }, path_empty)
     }
 
     fn finish(mut self, outcome: Outcome, count: impl FnOnce(&mut Stats)) -> Outcome {
@@ -593,6 +594,7 @@ struct Announcer<
 > {
     kmod: &'a Kmod<P, S, M, A, B, C>,
     name: &'n ModuleName,
+    first: Option<crate::dups::First>,
 }
 
 impl<P: Platform, S: Security, M: RawMutex, const A: usize, const B: usize, const C: usize>
@@ -606,7 +608,8 @@ impl<P: Platform, S: Security, M: RawMutex, const A: usize, const B: usize, cons
     fn send(&self, ret: i32) {
         let kmod = self.kmod;
         if kmod.config.dedup {
-            kmod.dups.announce(self.name, ret, kmod.platform.now());
+            kmod.dups
+                .announce(self.name, self.first, ret, kmod.platform.now());
         }
     }
 }
@@ -635,19 +638,30 @@ struct RunningHelper<
 impl<'a, P: Platform, S: Security, M: RawMutex, const A: usize, const B: usize, const C: usize>
     RunningHelper<'a, P, S, M, A, B, C>
 {
-    /// `None` (`-EBUSY`) while helpers are disabled.
-    fn enter(kmod: &'a Kmod<P, S, M, A, B, C>) -> Option<Self> {
-        let entered = kmod.shared(|s| {
+    /// Counts a running helper and builds its command, under one lock:
+    /// `-EBUSY` while helpers are disabled (`call_usermodehelper_exec`); then
+    /// `-ENOENT` if the path was emptied since step 2, as the exec of `""` would
+    /// fail (the kernel's exec reads the path buffer only now).
+    fn enter(
+        kmod: &'a Kmod<P, S, M, A, B, C>,
+        name: &ModuleName,
+    ) -> Result<(Self, HelperCommand), Errno> {
+        let path = kmod.shared(|s| {
             if s.helpers_disabled {
                 s.stats.helpers_refused += 1;
-                false
+                Err(Errno::EBUSY)
+            } else if s.path.is_empty() {
+                Err(Errno::ENOENT)
             } else {
                 s.running_helpers += 1;
                 s.stats.helpers_started += 1;
-                true
+                Ok(s.path.clone())
             }
-        });
-        entered.then(|| RunningHelper { kmod })
+        })?;
+        Ok((
+            RunningHelper { kmod },
+            HelperCommand::modprobe(path, name.clone()),
+        ))
     }
 }
 

@@ -143,6 +143,7 @@ pub struct SimPlatform {
     runs: RefCell<Vec<HelperRun>>,
     events: RefCell<Vec<RecordedEvent>>,
     is_async: Cell<bool>,
+    recording: Cell<bool>,
 }
 
 impl Default for SimPlatform {
@@ -179,6 +180,7 @@ impl SimPlatform {
             runs: RefCell::new(Vec::new()),
             events: RefCell::new(Vec::new()),
             is_async: Cell::new(false),
+            recording: Cell::new(true),
         }
     }
 
@@ -190,6 +192,12 @@ impl SimPlatform {
     /// Whether callers are in an "async" context from now on.
     pub fn set_async(&self, is_async: bool) {
         self.is_async.set(is_async);
+    }
+
+    /// Whether runs and events are recorded (on by default). Benchmarks turn it
+    /// off so that only the core's own work is measured.
+    pub fn set_recording(&self, on: bool) {
+        self.recording.set(on);
     }
 
     /// Every helper run so far, in call order.
@@ -249,6 +257,9 @@ impl SimPlatform {
     }
 
     fn record(&self, kind: &'static str, name: &str, wait: bool) {
+        if !self.recording.get() {
+            return;
+        }
         self.events.borrow_mut().push(RecordedEvent {
             at: self.now.get(),
             kind,
@@ -320,14 +331,16 @@ impl Platform for SimPlatform {
             Ok(()) => exec_done.saturating_add(behavior.run_time),
             Err(_) => exec_done,
         };
-        self.runs.borrow_mut().push(HelperRun {
-            command: cmd,
-            wait,
-            started,
-            ends,
-            behavior,
-            task: CURRENT_TASK.with(Cell::get),
-        });
+        if self.recording.get() {
+            self.runs.borrow_mut().push(HelperRun {
+                command: cmd,
+                wait,
+                started,
+                ends,
+                behavior,
+                task: CURRENT_TASK.with(Cell::get),
+            });
+        }
         match wait {
             UmhWait::NoWait => Ok(WaitStatus::SUCCESS),
             UmhWait::Exec => {
