@@ -96,6 +96,10 @@ const CHECKS: &[Check] = &[
     ("dups: waiters share the first result", || {
         Box::pin(duplicates())
     }),
+    (
+        "kill: a dropped first request, its helper, its duplicate",
+        || Box::pin(dropped_request()),
+    ),
     ("disable: drain, -EBUSY, enable", || {
         Box::pin(disable_helpers())
     }),
@@ -322,7 +326,7 @@ async fn umh_modes() -> CheckResult {
         "Exec of a slow helper"
     );
     ensure!(
-        time::now() - t0 < Duration::from_millis(100),
+        time::now() - t0 < Duration::from_millis(150),
         "Exec waited for the exit"
     );
     ensure_eq!(
@@ -341,7 +345,7 @@ async fn umh_modes() -> CheckResult {
     let t0 = time::now();
     ensure_eq!(
         p.run_helper(
-            cmd("/sbin/modprobe-slow", "sleep100-nowait"),
+            cmd("/sbin/modprobe-slow", "sleep300-nowait"),
             UmhWait::NoWait
         )
         .await,
@@ -349,10 +353,10 @@ async fn umh_modes() -> CheckResult {
         "NoWait of a slow helper"
     );
     ensure!(
-        time::now() - t0 < Duration::from_millis(50),
+        time::now() - t0 < Duration::from_millis(150),
         "NoWait waited"
     );
-    time::sleep(Duration::from_millis(200)).await;
+    time::sleep(Duration::from_millis(400)).await;
 
     // Proc waits for the exit; a dropped caller leaves the helper running to its end.
     let t0 = time::now();
@@ -369,16 +373,16 @@ async fn umh_modes() -> CheckResult {
     let exited = HELPERS.exited.load(Ordering::SeqCst);
     let dropped = timeout(
         Duration::from_millis(20),
-        p.run_helper(cmd("/sbin/modprobe-slow", "sleep200-drop"), UmhWait::Proc),
+        p.run_helper(cmd("/sbin/modprobe-slow", "sleep500-drop"), UmhWait::Proc),
     )
     .await;
-    ensure!(dropped.is_none(), "the 200 ms helper finished within 20 ms");
+    ensure!(dropped.is_none(), "the 500 ms helper finished within 20 ms");
     ensure_eq!(
         HELPERS.running.load(Ordering::SeqCst),
         1,
         "helpers running after the caller left"
     );
-    time::sleep(Duration::from_millis(300)).await;
+    time::sleep(Duration::from_millis(700)).await;
     ensure_eq!(
         HELPERS.exited.load(Ordering::SeqCst),
         exited + 1,
@@ -735,7 +739,7 @@ async fn duplicates() -> CheckResult {
     );
     ensure_eq!(nowait, 0, "nowait duplicate");
     ensure!(
-        nowait_took < Duration::from_millis(50),
+        nowait_took < Duration::from_millis(150),
         "nowait duplicate waited {nowait_took:?}"
     );
     for (ret, at) in &shared {
@@ -753,7 +757,7 @@ async fn duplicates() -> CheckResult {
     let t0 = time::now();
     ensure_eq!(request(&KMOD, true, name).await, 0, "lingering duplicate");
     ensure!(
-        time::now() - t0 < Duration::from_millis(50),
+        time::now() - t0 < Duration::from_millis(150),
         "the lingering duplicate waited"
     );
     let after = KMOD.stats();
@@ -786,6 +790,53 @@ async fn duplicates() -> CheckResult {
         "duplicates served (failing)"
     );
     Ok(())
+}
+
+async fn dropped_request() -> CheckResult {
+    set_path("/sbin/modprobe-slow");
+    let name = "sleep400-kill";
+    let exited = HELPERS.exited.load(Ordering::SeqCst);
+    let before = KMOD.stats();
+    let first = spawn_join(timeout(
+        Duration::from_millis(100),
+        request(&KMOD, true, name),
+    ));
+    time::sleep(Duration::from_millis(30)).await;
+    let dup = spawn_join(async move { (request(&KMOD, true, name).await, time::now()) });
+    let t0 = time::now();
+    let first = first.await;
+    let (dup, dup_at) = dup.await;
+    set_path("/sbin/modprobe");
+    ensure!(
+        first.is_none(),
+        "the first request finished within 100 ms: {first:?}"
+    );
+    // The killed first request announces -ERESTARTSYS to its duplicates (SPEC §3).
+    ensure_eq!(dup, -512, "the duplicate of a killed request");
+    ensure!(
+        dup_at - t0 < Duration::from_millis(150),
+        "the duplicate waited for the helper instead"
+    );
+    // The helper was not killed: it runs to its end and is reaped.
+    ensure_eq!(
+        HELPERS.exited.load(Ordering::SeqCst),
+        exited,
+        "helpers exited at the kill"
+    );
+    time::sleep(Duration::from_millis(500)).await;
+    ensure_eq!(
+        HELPERS.exited.load(Ordering::SeqCst),
+        exited + 1,
+        "the helper's exit"
+    );
+    let after = KMOD.stats();
+    ensure_eq!(after.cancelled - before.cancelled, 1, "cancelled requests");
+    ensure_eq!(
+        after.helpers_started - before.helpers_started,
+        1,
+        "helpers started"
+    );
+    drain(Duration::from_secs(1)).await
 }
 
 async fn disable_helpers() -> CheckResult {
