@@ -14,6 +14,30 @@
 //!   [`modules`]: the module table that the built-in modprobe loads from.
 //! - [`demo`] and [`selftest`]: the two boot modes, chosen on the kernel
 //!   command line (QEMU `-append demo` or `-append selftest`).
+//!
+//! # Embedding reqmod: the three things this port supplies
+//!
+//! 1. A `critical-section` implementation that is correct on several harts
+//!    ([`machine::lock`]): the core's `embassy-sync` mutexes lock through it.
+//! 2. `impl reqmod::Platform` ([`platform::QemuPlatform`]): `now`,
+//!    `sleep_until`, `run_helper`.
+//! 3. A `static KMOD: Kmod<QemuPlatform> = Kmod::new(…)` ([`platform::KMOD`])
+//!    and an executor to poll its futures ([`os::executor`]).
+//!
+//! # Running
+//!
+//! From the repository root (the runner builds this crate, boots QEMU,
+//! decodes the defmt log and enforces a timeout):
+//!
+//! ```text
+//! cargo xtask qemu demo                 # -smp 4, six virtio devices
+//! cargo xtask qemu selftest --smp 4     # exit status 0 iff every check passed
+//! cargo xtask qemu size                 # llvm-size -A of the release kernel
+//! ```
+//!
+//! `cargo build` inside `port-qemu/` builds the kernel alone
+//! (`.cargo/config.toml` sets the target, `kernel.ld`, `-Tdefmt.x` and
+//! `code-model=large`); `cargo run` there boots it with the raw, undecoded console.
 
 #![no_std]
 #![no_main]
