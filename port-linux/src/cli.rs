@@ -7,7 +7,7 @@
 //!
 //! Every NAME is requested concurrently through one `Kmod`, as if by that
 //! many kernel threads, all multiplexed on the calling thread by
-//! [`block_on_all`](crate::block_on_all). One line per request is printed, in
+//! [`block_on_all`]. One line per request is printed, in
 //! input order: `<kernel_ret>\t<name>` (or one JSON object with `--json`).
 //! Exit status: 0 when every result is 0, 1 when any is not, 2 on a usage
 //! error.
@@ -68,6 +68,7 @@ are shown by default.";
 #[derive(Debug, Parser)]
 #[command(
     name = "reqmod",
+    bin_name = "reqmod",
     version,
     about = "The Linux kernel's module autoloader (request_module) in user space",
     long_about = "The Linux kernel's module autoloader (request_module) in user space: \
@@ -86,7 +87,7 @@ pub struct Cli {
 pub enum Command {
     /// Request every NAME concurrently, like that many kernel threads calling
     /// request_module(), and print each result.
-    #[command(after_help = RETURN_VALUES)]
+    #[command(after_help = RETURN_VALUES, after_long_help = RETURN_VALUES)]
     Request(RequestArgs),
 }
 

@@ -228,6 +228,13 @@ fn reap_in_background(pid: Pid) {
     }
 }
 
+/// The kernel's `_NSIG`: signals are 1..=64 (128 on MIPS); the kernel's
+/// `sigset_t` is `_NSIG / 8` bytes.
+#[cfg(not(any(target_arch = "mips", target_arch = "mips64")))]
+const KERNEL_NSIG: usize = 64;
+#[cfg(any(target_arch = "mips", target_arch = "mips64"))]
+const KERNEL_NSIG: usize = 128;
+
 /// Everything the child uses, as raw values, ready before `clone`.
 struct ChildArgs {
     path: *const c_char,
@@ -255,8 +262,8 @@ extern "C" fn child_main(args: *mut c_void) -> c_int {
 /// Call only as the entry of a child made by `clone(CLONE_VM | CLONE_VFORK)`
 /// with every signal blocked, with `args` pointing at live, NUL-terminated
 /// data. Only async-signal-safe functions are called here (POSIX
-/// `signal-safety(7)`: `dup2`, `umask`, `chdir`, `sigaction`, `sigprocmask`,
-/// `execve`, `_exit`; plus the raw `close_range` system call), no memory is
+/// `signal-safety(7)`: `dup2`, `umask`, `chdir`, `sigprocmask`, `execve`,
+/// `_exit`; plus the raw `rt_sigaction` and `close_range` system calls), no memory is
 /// allocated or freed, no lock taken; the only write to shared memory is the
 /// error report. (They set the parent thread's `errno`, as we share its
 /// thread pointer; it is suspended and reads nothing of it.)
@@ -300,13 +307,21 @@ unsafe fn exec_child(args: &ChildArgs) -> ! {
         }
 
         // Default disposition for every signal (handlers would be reset by
-        // execve anyway, but "ignored" survives it). Errors are for signals
-        // that cannot be changed (SIGKILL, SIGSTOP, glibc's internal ones)
-        // and do not matter.
-        let mut default: libc::sigaction = std::mem::zeroed();
-        default.sa_sigaction = libc::SIG_DFL;
-        for signal in 1..=64 {
-            libc::sigaction(signal, &default, std::ptr::null_mut());
+        // execve anyway, but "ignored" survives it). The raw system call,
+        // because glibc's `sigaction` refuses its internal signals 32 and 33,
+        // which a parent may still have ignored. An all-zero kernel
+        // `struct sigaction` is SIG_DFL with no flags and an empty mask
+        // whatever the architecture's field order. Errors are for SIGKILL
+        // and SIGSTOP, which cannot be changed and are default anyway.
+        let default = [0u64; 8];
+        for signal in 1..=KERNEL_NSIG {
+            libc::syscall(
+                libc::SYS_rt_sigaction,
+                signal,
+                default.as_ptr(),
+                std::ptr::null_mut::<c_void>(),
+                KERNEL_NSIG / 8,
+            );
         }
         libc::sigprocmask(libc::SIG_SETMASK, &args.empty_mask, std::ptr::null_mut());
 
