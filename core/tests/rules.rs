@@ -965,3 +965,33 @@ fn max_concurrent_is_capped_at_the_slot_capacity() {
     let kmod: Kmod<SimPlatform> = Kmod::with_config(SimPlatform::new(), config, AllowAll);
     assert_eq!(kmod.config().max_concurrent, 50);
 }
+
+#[test]
+fn request_futures_are_send_when_the_platforms_are() {
+    // A platform whose futures are Send (and which is Sync, for a shared Kmod).
+    struct Threads;
+    impl Platform for Threads {
+        fn now(&self) -> Duration {
+            Duration::ZERO
+        }
+        async fn sleep_until(&self, _deadline: Duration) {}
+        async fn run_helper(&self, _cmd: reqmod::HelperCommand, _wait: UmhWait) -> Result<WaitStatus, Errno> {
+            Ok(WaitStatus::SUCCESS)
+        }
+    }
+    fn assert_send<T: Send>(_: &T) {}
+    fn assert_sync<T: Sync>(_: &T) {}
+    static KMOD: Kmod<Threads> = Kmod::new(Threads);
+    let kill = KillSignal::new();
+    assert_sync(&KMOD);
+    assert_send(&KMOD.request_module(format_args!("a")));
+    assert_send(&KMOD.request_module_nowait(format_args!("a")));
+    assert_send(&KMOD.request_killable(true, &kill, format_args!("a")));
+    assert_send(&KMOD.disable_helpers());
+    assert_send(&KMOD.try_then_request_module(|| None::<()>, format_args!("a")));
+    // And one runs to completion on another thread.
+    let out = std::thread::spawn(|| embassy_futures::block_on(KMOD.request_module(format_args!("snd"))))
+        .join()
+        .unwrap();
+    assert_eq!(out.kernel_ret(), 0);
+}

@@ -48,7 +48,10 @@ fn repo_root() -> std::path::PathBuf {
 
 /// Runs a command from the repository root, echoing it; `Err` names it.
 fn run(dir: &Path, program: &str, args: &[&str], env: &[(&str, &str)]) -> Result<(), String> {
-    let shown = std::iter::once(program).chain(args.iter().copied()).collect::<Vec<_>>().join(" ");
+    let shown = std::iter::once(program)
+        .chain(args.iter().copied())
+        .collect::<Vec<_>>()
+        .join(" ");
     let env_shown: String = env.iter().map(|(k, v)| format!("{k}={v} ")).collect();
     eprintln!("\n$ {env_shown}{shown}");
     let began = Instant::now();
@@ -70,26 +73,63 @@ fn test(args: &[String]) -> ExitCode {
     let qemu = !args.iter().any(|a| a == "--no-qemu");
     let root = repo_root();
     let kernel = root.join("port-qemu");
-    let deny = [("RUSTDOCFLAGS", "-D warnings")];
-    let steps: Vec<(&Path, &str, Vec<&str>, &[(&str, &str)])> = vec![
-        (&root, "cargo", vec!["fmt", "--all", "--check"], &[]),
-        (&kernel, "cargo", vec!["fmt", "--check"], &[]),
-        (&root, "cargo", vec!["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"], &[]),
+    let step =
+        |dir: &Path, args: Vec<&'static str>, env: &'static [(&'static str, &'static str)]| Step {
+            dir: dir.to_path_buf(),
+            args,
+            env,
+        };
+    const DENY: &[(&str, &str)] = &[("RUSTDOCFLAGS", "-D warnings")];
+    let steps = [
+        step(&root, vec!["fmt", "--all", "--check"], &[]),
+        step(&kernel, vec!["fmt", "--check"], &[]),
+        step(
+            &root,
+            vec![
+                "clippy",
+                "--workspace",
+                "--all-targets",
+                "--",
+                "-D",
+                "warnings",
+            ],
+            &[],
+        ),
         // The core on a bare-metal target, with each logging backend.
-        (&root, "cargo", core_on("riscv64gc-unknown-none-elf", "clippy", None), &[]),
-        (&root, "cargo", core_on("riscv64gc-unknown-none-elf", "clippy", Some("defmt")), &[]),
-        (&root, "cargo", core_on("riscv64gc-unknown-none-elf", "clippy", Some("log")), &[]),
-        (&root, "cargo", core_on("x86_64-unknown-none", "build", None), &[]),
-        (&root, "cargo", core_on("x86_64-unknown-none", "build", Some("defmt")), &[]),
-        (&kernel, "cargo", vec!["clippy", "--", "-D", "warnings"], &[]),
-        (&root, "cargo", vec!["doc", "--workspace", "--no-deps"], &deny),
-        (&root, "cargo", vec!["doc", "-p", "reqmod", "--no-deps", "--features", "sim"], &deny),
-        (&kernel, "cargo", vec!["doc", "--no-deps"], &deny),
-        (&root, "cargo", vec!["test", "--workspace"], &[]),
+        step(
+            &root,
+            core_on("riscv64gc-unknown-none-elf", "clippy", None),
+            &[],
+        ),
+        step(
+            &root,
+            core_on("riscv64gc-unknown-none-elf", "clippy", Some("defmt")),
+            &[],
+        ),
+        step(
+            &root,
+            core_on("riscv64gc-unknown-none-elf", "clippy", Some("log")),
+            &[],
+        ),
+        step(&root, core_on("x86_64-unknown-none", "build", None), &[]),
+        step(
+            &root,
+            core_on("x86_64-unknown-none", "build", Some("defmt")),
+            &[],
+        ),
+        step(&kernel, vec!["clippy", "--", "-D", "warnings"], &[]),
+        step(&root, vec!["doc", "--workspace", "--no-deps"], DENY),
+        step(
+            &root,
+            vec!["doc", "-p", "reqmod", "--no-deps", "--features", "sim"],
+            DENY,
+        ),
+        step(&kernel, vec!["doc", "--no-deps"], DENY),
+        step(&root, vec!["test", "--workspace"], &[]),
     ];
     let began = Instant::now();
-    for (dir, program, args, env) in &steps {
-        if let Err(e) = run(dir, program, args, env) {
+    for s in &steps {
+        if let Err(e) = run(&s.dir, "cargo", &s.args, s.env) {
             eprintln!("\nxtask test: FAILED: {e}");
             return ExitCode::FAILURE;
         }
@@ -109,8 +149,19 @@ fn test(args: &[String]) -> ExitCode {
     ExitCode::SUCCESS
 }
 
+/// One `cargo` invocation of `cargo xtask test`.
+struct Step {
+    dir: std::path::PathBuf,
+    args: Vec<&'static str>,
+    env: &'static [(&'static str, &'static str)],
+}
+
 /// `cargo <verb> -p reqmod --target <target> [--features <f>] [-- -D warnings]`
-fn core_on(target: &'static str, verb: &'static str, feature: Option<&'static str>) -> Vec<&'static str> {
+fn core_on(
+    target: &'static str,
+    verb: &'static str,
+    feature: Option<&'static str>,
+) -> Vec<&'static str> {
     let mut v = vec![verb, "-p", "reqmod", "--target", target];
     if let Some(f) = feature {
         v.extend(["--features", f]);
