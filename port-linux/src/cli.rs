@@ -307,12 +307,25 @@ fn print_stats(stats: &Stats) {
 mod tests {
     use super::*;
 
+    /// `request` builds the engine on the main thread's stack before boxing
+    /// it: keep it far below the 8 MiB default.
     #[test]
-    fn engine_size() {
-        eprintln!("CliKmod: {} bytes", std::mem::size_of::<CliKmod>());
-        eprintln!(
-            "LinuxKmod: {} bytes",
-            std::mem::size_of::<crate::LinuxKmod>()
-        );
+    fn engine_fits_on_the_main_stack() {
+        assert!(std::mem::size_of::<CliKmod>() < 2 << 20);
+    }
+
+    #[test]
+    fn seconds_parse() {
+        assert_eq!(parse_seconds("5"), Ok(Duration::from_secs(5)));
+        assert_eq!(parse_seconds("0.25"), Ok(Duration::from_millis(250)));
+        assert!(parse_seconds("-1").is_err());
+        assert!(parse_seconds("inf").is_err());
+        assert!(parse_seconds("x").is_err());
+    }
+
+    #[test]
+    fn the_interface_is_well_formed() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
     }
 }

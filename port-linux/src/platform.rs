@@ -24,6 +24,10 @@ use crate::{block_on, clock};
 /// - dropping a `run_helper` future never stops the helper: the reactor owns
 ///   every child and reaps it when it exits.
 ///
+/// If the application sets `SIGCHLD` to `SIG_IGN`, the kernel reaps helpers
+/// itself and their status is lost: [`UmhWait::Proc`] then gives
+/// `Err(ECHILD)`.
+///
 /// It holds only settings, so it is `Copy` and `const`-constructible (a
 /// `static` [`Kmod`] works); the reactor thread starts at the first request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -85,7 +89,8 @@ pub type LinuxKmod = Kmod<LinuxPlatform>;
 /// `request_module(wait = true)` from a plain thread: runs the request on the
 /// calling thread with [`block_on`] (the thread parks while it waits) and
 /// returns its result; `.kernel_ret()` (from [`reqmod::KernelRet`]) gives the
-/// kernel's integer.
+/// kernel's integer. The request's trace location is the caller's.
+#[track_caller]
 pub fn request_module_blocking<
     S: Security,
     M: RawMutex,
@@ -97,4 +102,28 @@ pub fn request_module_blocking<
     name: core::fmt::Arguments<'_>,
 ) -> Result<WaitStatus, Errno> {
     block_on(kmod.request_module(name))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn assert_send<T: Send>(_: &T) {}
+    fn assert_sync<T: Sync>() {}
+
+    /// Multi-threaded executors (tokio, …) need `Send` futures and a `Sync`
+    /// engine.
+    #[test]
+    fn futures_are_send_and_the_engine_is_sync() {
+        assert_sync::<LinuxKmod>();
+        let kmod = LinuxKmod::new(LinuxPlatform::new());
+        let request = kmod.request_module(format_args!("x"));
+        assert_send(&request);
+        assert_send(&LinuxPlatform::new().sleep_until(Duration::ZERO));
+        let cmd = HelperCommand::modprobe(
+            reqmod::ModprobePath::empty(),
+            reqmod::ModuleName::format(format_args!("x")).expect("name"),
+        );
+        assert_send(&LinuxPlatform::new().run_helper(cmd, UmhWait::Proc));
+    }
 }
