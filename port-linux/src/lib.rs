@@ -53,5 +53,5 @@ pub use spawn::Output;
 /// Zero once every helper has ended: useful to wait for `nowait` helpers
 /// before exiting, and to check for leaks.
 pub fn live_helpers() -> usize {
-    reactor::get().map_or(0, |reactor| reactor.live_children())
+    reactor::existing().map_or(0, |reactor| reactor.live_children())
 }

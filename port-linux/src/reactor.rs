@@ -99,15 +99,16 @@ static REACTOR: OnceLock<Result<Reactor, i32>> = OnceLock::new();
 /// The reactor, started on first call. `Err(errno)` if it could not be set up
 /// (then every helper start fails with that errno).
 pub(crate) fn get() -> Result<&'static Reactor, i32> {
-    let reactor =
-        REACTOR.get_or_init(|| Reactor::new().map_err(|e| e.raw_os_error().unwrap_or(libc::EIO)));
+    let reactor = REACTOR.get_or_init(|| Reactor::new().map_err(|e| errno_of(&e)));
     match reactor {
-        Ok(reactor) => {
-            reactor.start();
-            Ok(reactor)
-        }
+        Ok(reactor) => reactor.start().map(|()| reactor),
         Err(errno) => Err(*errno),
     }
+}
+
+/// The reactor if it was ever started (does not start it).
+pub(crate) fn existing() -> Option<&'static Reactor> {
+    REACTOR.get().and_then(|r| r.as_ref().ok())
 }
 
 fn errno_of(error: &io::Error) -> i32 {
@@ -139,15 +140,18 @@ impl Reactor {
         self.inner.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Starts the reactor thread once.
-    fn start(&'static self) {
-        static STARTED: OnceLock<()> = OnceLock::new();
-        STARTED.get_or_init(|| {
+    /// Starts the reactor thread once; `Err(EAGAIN)` if no thread could be
+    /// created (then, and from then on, no helper is started: none could be
+    /// reaped).
+    fn start(&'static self) -> Result<(), i32> {
+        static STARTED: OnceLock<Result<(), i32>> = OnceLock::new();
+        *STARTED.get_or_init(|| {
             std::thread::Builder::new()
                 .name("reqmod-reactor".into())
                 .spawn(move || self.run())
-                .expect("reqmod: cannot start the reactor thread");
-        });
+                .map(drop)
+                .map_err(|e| e.raw_os_error().unwrap_or(libc::EAGAIN))
+        })
     }
 
     fn interrupt(&self) {

@@ -316,10 +316,14 @@ fn max_concurrent_limits_helpers() {
     let sandbox = Sandbox::new("cli-max");
     let _release = sandbox.release_on_drop();
     let path = sandbox.modprobe(&FakeModprobe::exiting(0).gated());
+    // (A long busy timeout: the five queued requests wait until the test
+    // has seen three helpers running.)
     let mut args = vec![
         "request",
         "--max-concurrent",
         "3",
+        "--busy-timeout",
+        "60",
         "--modprobe",
         path.to_str().unwrap(),
     ];

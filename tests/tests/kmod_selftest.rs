@@ -134,15 +134,17 @@ fn over_subscribed(id: &str, count: usize) {
     assert!(kmod.stats().max_concurrent_seen <= 50);
 
     // As the kernel runs it (no dedup): 50 helpers, the rest queue for slots.
+    // The helpers are held until all 50 run and the rest are seen queued; a
+    // long busy timeout keeps a slow machine from turning that wait into
+    // -ETIME (the 5 s bound is checked above).
     let sandbox = Sandbox::new(id);
     let path = sandbox.modprobe(&FakeModprobe::kernel_like().gated());
-    let kmod = new_kmod(
-        &path,
-        Config {
-            dedup: false,
-            ..Config::DEFAULT
-        },
-    );
+    let config = Config {
+        dedup: false,
+        busy_timeout: Duration::from_secs(60),
+        ..Config::DEFAULT
+    };
+    let kmod = new_kmod(&path, config);
     std::thread::scope(|scope| {
         let _release = sandbox.release_on_drop();
         let runner = scope.spawn(|| concurrent(&kmod, &names("test_module", count)));
@@ -151,17 +153,14 @@ fn over_subscribed(id: &str, count: usize) {
         });
         wait_until(
             "the others queued for slots",
-            Duration::from_secs(4),
+            Duration::from_secs(20),
             || kmod.stats().waiting_for_slot == count - 50,
         );
         // Every slot is held by a gated helper: no 51st can have started.
         assert_eq!(sandbox.starts(), 50);
         sandbox.release();
         let results = runner.join().expect("runner");
-        for &(ret, took) in &results {
-            assert_eq!(ret, 0, "{results:?}");
-            assert!(took < Duration::from_secs(5), "a request waited {took:?}");
-        }
+        assert!(results.iter().all(|&(ret, _)| ret == 0), "{results:?}");
     });
     assert_eq!(sandbox.starts(), count);
     assert_eq!(sandbox.ends(), count);
