@@ -140,40 +140,36 @@ pub(crate) fn spawn(
     output: Output,
     dev_null: BorrowedFd<'_>,
 ) -> io::Result<Spawned> {
-    // SAFETY: `sigset_t` is plain data; `sigfillset`/`sigemptyset` initialise it.
-    let (full, empty) = unsafe {
-        let mut full: libc::sigset_t = std::mem::zeroed();
-        let mut empty: libc::sigset_t = std::mem::zeroed();
-        libc::sigfillset(&mut full);
-        libc::sigemptyset(&mut empty);
-        (full, empty)
-    };
     let child = ChildArgs {
         path: cmd.path.as_ptr(),
         argv: cmd.argv_ptrs.as_ptr(),
         envp: cmd.envp_ptrs.as_ptr(),
         dev_null: dev_null.as_raw_fd(),
         keep_output: output == Output::Inherit,
-        empty_mask: empty,
         error: AtomicI32::new(0),
     };
     let mut stack = vec![0u8; CHILD_STACK];
     // The stack grows down on every Linux architecture Rust supports except
     // hppa; 16-byte alignment suits all ABIs.
     let top = (stack.as_mut_ptr() as usize + CHILD_STACK) & !15;
-    let mut saved_mask = empty;
+    // Kernel signal sets (`_NSIG / 8` bytes used): every signal, and room
+    // for the mask to restore.
+    let all_signals: KernelSigset = [!0; 2];
+    let mut saved_mask: KernelSigset = [0; 2];
 
-    // SAFETY: (1) Every signal is blocked around `clone`, so no handler of
-    // this process can run in the child (which shares our memory) before it
-    // has reset the dispositions; the mask is restored right after in the
-    // parent. (2) The child runs `child_main` on `stack`, which outlives it
+    // SAFETY: (1) Every signal is blocked around `clone` (with the raw
+    // system call: glibc's `pthread_sigmask` leaves its internal signals 32
+    // and 33 open), so no handler of this process can run in the child
+    // (which shares our memory) before it has reset the dispositions; the
+    // mask is restored right after in the parent, as glibc's `posix_spawn`
+    // does. (2) The child runs `child_main` on `stack`, which outlives it
     // (CLONE_VFORK: we do not return from `clone` before the child has
     // called `execve` or exited), and `child_main` only reads `child`
     // (alive in this frame), makes async-signal-safe calls and never
     // returns. (3) Without CLONE_SIGHAND the child's `sigaction` calls change
     // its own copy of the disposition table, not ours.
     let pid = unsafe {
-        libc::pthread_sigmask(libc::SIG_SETMASK, &full, &mut saved_mask);
+        sigprocmask_raw(&all_signals, Some(&mut saved_mask));
         libc::clone(
             child_main,
             top as *mut c_void,
@@ -183,9 +179,7 @@ pub(crate) fn spawn(
     };
     let clone_error = io::Error::last_os_error();
     // SAFETY: restores this thread's signal mask saved above.
-    unsafe {
-        libc::pthread_sigmask(libc::SIG_SETMASK, &saved_mask, std::ptr::null_mut());
-    }
+    unsafe { sigprocmask_raw(&saved_mask, None) };
     drop(stack);
     if pid < 0 {
         return Err(clone_error);
@@ -235,6 +229,29 @@ const KERNEL_NSIG: usize = 64;
 #[cfg(any(target_arch = "mips", target_arch = "mips64"))]
 const KERNEL_NSIG: usize = 128;
 
+/// A kernel signal set, big enough for every architecture's `_NSIG`.
+type KernelSigset = [u64; 2];
+
+/// `rt_sigprocmask(SIG_SETMASK, set, old)`, the raw system call: it blocks
+/// every signal it is given, glibc's internal ones included.
+///
+/// # Safety
+///
+/// Changes the calling thread's signal mask; async-signal-safe.
+unsafe fn sigprocmask_raw(set: &KernelSigset, old: Option<&mut KernelSigset>) {
+    let old = old.map_or(std::ptr::null_mut(), |old| old.as_mut_ptr());
+    // SAFETY: both pointers are valid for `KERNEL_NSIG / 8` bytes (or null).
+    unsafe {
+        libc::syscall(
+            libc::SYS_rt_sigprocmask,
+            libc::SIG_SETMASK,
+            set.as_ptr(),
+            old,
+            KERNEL_NSIG / 8,
+        );
+    }
+}
+
 /// Everything the child uses, as raw values, ready before `clone`.
 struct ChildArgs {
     path: *const c_char,
@@ -242,7 +259,6 @@ struct ChildArgs {
     envp: *const *const c_char,
     dev_null: RawFd,
     keep_output: bool,
-    empty_mask: libc::sigset_t,
     /// Where the child stores `errno` when it fails (0: it executed).
     error: AtomicI32,
 }
@@ -262,8 +278,8 @@ extern "C" fn child_main(args: *mut c_void) -> c_int {
 /// Call only as the entry of a child made by `clone(CLONE_VM | CLONE_VFORK)`
 /// with every signal blocked, with `args` pointing at live, NUL-terminated
 /// data. Only async-signal-safe functions are called here (POSIX
-/// `signal-safety(7)`: `dup2`, `umask`, `chdir`, `sigprocmask`, `execve`,
-/// `_exit`; plus the raw `rt_sigaction` and `close_range` system calls), no memory is
+/// `signal-safety(7)`: `dup2`, `umask`, `chdir`, `execve`, `_exit`; plus the
+/// raw `rt_sigaction`, `rt_sigprocmask` and `close_range` system calls), no memory is
 /// allocated or freed, no lock taken; the only write to shared memory is the
 /// error report. (They set the parent thread's `errno`, as we share its
 /// thread pointer; it is suspended and reads nothing of it.)
@@ -323,7 +339,7 @@ unsafe fn exec_child(args: &ChildArgs) -> ! {
                 KERNEL_NSIG / 8,
             );
         }
-        libc::sigprocmask(libc::SIG_SETMASK, &args.empty_mask, std::ptr::null_mut());
+        sigprocmask_raw(&[0; 2], None);
 
         libc::execve(args.path, args.argv, args.envp);
         fail()
