@@ -148,3 +148,37 @@ fn cli_no_dedup_runs_the_helper_forty_times() {
     assert_eq!(sandbox.max_concurrent(), 40);
     assert!(!String::from_utf8_lossy(&output.stderr).contains("duplicate"));
 }
+
+/// `UMH_KILLABLE`: a killed first request returns -ERESTARTSYS at once and
+/// announces it to its duplicates; its helper is not killed but runs to its
+/// end (and is reaped).
+#[test]
+fn killed_request_returns_erestartsys_and_its_helper_runs_on() {
+    let sandbox = Sandbox::new("killed");
+    let path = sandbox.modprobe(&FakeModprobe::exiting(0).gated());
+    let kmod = LinuxKmod::new(LinuxPlatform::new());
+    kmod.set_modprobe_path(path.as_os_str().as_bytes());
+    let kill = reqmod::KillSignal::new();
+    std::thread::scope(|scope| {
+        let _release = sandbox.release_on_drop();
+        let first = scope
+            .spawn(|| block_on(kmod.request_killable(true, &kill, format_args!("k"))).kernel_ret());
+        wait_until("the helper", Duration::from_secs(20), || {
+            sandbox.starts() == 1
+        });
+        let duplicate =
+            scope.spawn(|| request_module_blocking(&kmod, format_args!("k")).kernel_ret());
+        wait_until("the duplicate waiting", Duration::from_secs(20), || {
+            kmod.stats().dup_waiters == 1
+        });
+        kill.kill();
+        assert_eq!(first.join().expect("first"), -512);
+        assert_eq!(duplicate.join().expect("duplicate"), -512);
+        // The helper is still held at its gate: it was not killed.
+        assert_eq!(sandbox.ends(), 0);
+        sandbox.release();
+        wait_until("the helper's end", Duration::from_secs(20), || {
+            sandbox.ends() == 1
+        });
+    });
+}

@@ -247,3 +247,46 @@ fn busy_timeout_for_real() {
     assert_eq!(sandbox.starts(), 50);
     assert_eq!(kmod.stats().busy_timeouts, 10);
 }
+
+/// Helpers disabled (suspend, early boot): disabling waits up to 5 s for a
+/// running helper and fails with -EAGAIN; while disabled, requests get
+/// -EBUSY without running anything.
+#[test]
+fn disabled_helpers() {
+    let sandbox = Sandbox::new("disabled");
+    let path = sandbox.modprobe(&FakeModprobe::exiting(0).gated());
+    let kmod = new_kmod(&path, Config::DEFAULT);
+    std::thread::scope(|scope| {
+        let _release = sandbox.release_on_drop();
+        let running =
+            scope.spawn(|| request_module_blocking(&kmod, format_args!("a")).kernel_ret());
+        wait_until("the helper", Duration::from_secs(20), || {
+            sandbox.starts() == 1
+        });
+        let start = Instant::now();
+        let disabled = reqmod_linux::block_on(kmod.disable_helpers());
+        let took = start.elapsed();
+        assert_eq!(disabled.map_err(|e| e.raw()), Err(11), "EAGAIN");
+        assert!(
+            took >= Duration::from_millis(4900) && took < Duration::from_secs(7),
+            "{took:?}"
+        );
+        sandbox.release();
+        assert_eq!(running.join().expect("request"), 0);
+    });
+    assert_eq!(reqmod_linux::block_on(kmod.disable_helpers()), Ok(()));
+    assert_eq!(
+        request_module_blocking(&kmod, format_args!("b")).kernel_ret(),
+        -16
+    );
+    assert_eq!(
+        reqmod_linux::block_on(kmod.request_module_nowait(format_args!("c"))).kernel_ret(),
+        -16
+    );
+    kmod.enable_helpers();
+    assert_eq!(
+        request_module_blocking(&kmod, format_args!("d")).kernel_ret(),
+        0
+    );
+    assert_eq!(sandbox.starts(), 2);
+}
