@@ -17,7 +17,7 @@ use reqmod::UmhWait as Wait;
 pub(crate) async fn run(cmd: Prepared, output: Output, wait: Wait) -> Result<i32, i32> {
     let reactor = reactor::get()?;
     let shared = reactor.spawn(&cmd, output)?;
-    // The child has its own copy of the strings now.
+    // The child has executed (or failed to): the strings are not needed.
     drop(cmd);
     match wait {
         Wait::NoWait => Ok(0),

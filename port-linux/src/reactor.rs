@@ -8,9 +8,14 @@
 //! `epoll_wait`. Each helper contributes one descriptor to its epoll set: a
 //! pidfd, readable once the helper has exited; we then reap exactly that child
 //! with `waitid(P_PIDFD, …)`, never `waitpid(-1)`, so children of other code in
-//! the process are left alone. (How `execve` went is known when the child is
-//! started: see the `spawn` module.) Timers live in an ordered map; the earliest deadline is `epoll_wait`'s
-//! timeout, and an `eventfd` interrupts the wait when an earlier one arrives.
+//! the process are left alone. Timers live in an ordered map; the earliest
+//! deadline is `epoll_wait`'s timeout, and an `eventfd` interrupts the wait
+//! when an earlier one arrives.
+//!
+//! Starting a helper is the only step done on the caller's thread: `clone`
+//! with `CLONE_VFORK` returns once the child has called `execve` (tens to a
+//! few hundred microseconds), so how the exec went is known right then,
+//! without a report pipe (see the `spawn` module).
 //!
 //! A waiting caller holds no thread: its future stores a [`Waker`] and returns
 //! `Pending`. A caller blocked through [`block_on`](crate::block_on) parks its
