@@ -7,7 +7,7 @@
 //!
 //! Every NAME is requested concurrently through one `Kmod`, as if by that
 //! many kernel threads, all multiplexed on the calling thread by
-//! [`block_on_all`]. One line per request is printed, in
+//! [`block_on_each`]. One line per request is printed, in
 //! input order: `<kernel_ret>\t<name>` (or one JSON object with `--json`).
 //! Exit status: 0 when every result is 0, 1 when any is not, 2 on a usage
 //! error.
@@ -25,7 +25,7 @@ use clap::{Args, Parser, Subcommand};
 use embassy_sync::blocking_mutex::raw::CriticalSectionRawMutex;
 use reqmod::{AllowAll, Config, Errno, KernelRet, Kmod, Stats, WaitStatus};
 
-use crate::{LinuxPlatform, block_on_all};
+use crate::{LinuxPlatform, block_on_each};
 
 /// Most slots `--max-concurrent` accepts (the `SLOTS` capacity of the CLI's
 /// `Kmod`).
@@ -208,30 +208,40 @@ fn request(args: RequestArgs) -> ExitCode {
 
     let wait = !args.nowait;
     let kmod = &*kmod;
-    let results = block_on_all(
+    // Results are printed as soon as they and every one before them are in.
+    let mut out = io::BufWriter::new(io::stdout().lock());
+    let mut pending: Vec<Option<Result<WaitStatus, Errno>>> = vec![None; names.len()];
+    let mut next = 0;
+    let mut all_zero = true;
+    let mut stdout_ok = true;
+    block_on_each(
         names
             .iter()
             .map(|name| kmod.request(wait, format_args!("{name}"))),
+        |index, result| {
+            pending[index] = Some(result);
+            let first = next;
+            while let Some(result) = pending.get_mut(next).and_then(Option::take) {
+                let name = &names[next];
+                let ret = result.kernel_ret();
+                all_zero &= ret == 0;
+                if stdout_ok {
+                    let written = if args.json {
+                        writeln!(out, "{}", json_line(name, &result))
+                    } else {
+                        writeln!(out, "{ret}\t{name}")
+                    };
+                    // Standard output closed (e.g. `| head`): stop printing,
+                    // let the requests finish.
+                    stdout_ok = written.is_ok();
+                }
+                next += 1;
+            }
+            if next > first && stdout_ok {
+                stdout_ok = out.flush().is_ok();
+            }
+        },
     );
-
-    let mut out = io::BufWriter::new(io::stdout().lock());
-    let mut all_zero = true;
-    for (name, result) in names.iter().zip(&results) {
-        let ret = result.kernel_ret();
-        all_zero &= ret == 0;
-        let written = if args.json {
-            writeln!(out, "{}", json_line(name, result))
-        } else {
-            writeln!(out, "{ret}\t{name}")
-        };
-        if written.is_err() {
-            // Standard output closed (e.g. `| head`): nothing more to say.
-            return ExitCode::from(1);
-        }
-    }
-    if out.flush().is_err() {
-        return ExitCode::from(1);
-    }
     drop(out);
     if args.stats {
         print_stats(&kmod.stats());

@@ -110,10 +110,27 @@ where
     F: Future,
     I: IntoIterator<Item = F>,
 {
+    let mut outputs: Vec<Option<F::Output>> = Vec::new();
+    block_on_each(futures, |index, output| {
+        if outputs.len() <= index {
+            outputs.resize_with(index + 1, || None);
+        }
+        outputs[index] = Some(output);
+    });
+    outputs.into_iter().flatten().collect()
+}
+
+/// Like [`block_on_all`], but hands each output to `done(index, output)` as
+/// soon as its future completes (in completion order), so results can be
+/// reported while others still run.
+pub fn block_on_each<F, I>(futures: I, mut done: impl FnMut(usize, F::Output))
+where
+    F: Future,
+    I: IntoIterator<Item = F>,
+{
     let mut tasks: Vec<Option<Pin<Box<F>>>> =
         futures.into_iter().map(|f| Some(Box::pin(f))).collect();
     let count = tasks.len();
-    let mut outputs: Vec<Option<F::Output>> = std::iter::repeat_with(|| None).take(count).collect();
     let queue = Arc::new(ReadyQueue {
         ready: Mutex::new((0..count).collect()),
         parker: ThreadWaker {
@@ -152,13 +169,12 @@ where
             let waker = Waker::from(Arc::clone(task_waker));
             let mut cx = Context::from_waker(&waker);
             if let Poll::Ready(output) = task.as_mut().poll(&mut cx) {
-                outputs[index] = Some(output);
                 tasks[index] = None;
                 remaining -= 1;
+                done(index, output);
             }
         }
     }
-    outputs.into_iter().flatten().collect()
 }
 
 #[cfg(test)]

@@ -43,7 +43,7 @@ mod reactor;
 mod spawn;
 
 pub use clock::{Sleep, now, sleep, sleep_until};
-pub use executor::{block_on, block_on_all};
+pub use executor::{block_on, block_on_all, block_on_each};
 pub use platform::{LinuxKmod, LinuxPlatform, request_module_blocking};
 pub use spawn::Output;
 
