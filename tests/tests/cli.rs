@@ -453,3 +453,55 @@ fn thousands_of_names_on_few_threads() {
         "the CLI ran {max_threads} threads"
     );
 }
+
+/// Results are printed as soon as they and every earlier one are in: a slow
+/// request does not hold back the lines before it.
+#[test]
+fn results_stream_in_input_order() {
+    use std::io::{BufRead, BufReader};
+    let sandbox = Sandbox::new("cli-stream");
+    let _release = sandbox.release_on_drop();
+    let dir = sandbox.path().display().to_string();
+    let script = sandbox.script(
+        "modprobe",
+        &format!(
+            "#!/bin/sh\n[ \"$3\" = slow ] && while [ ! -e '{dir}/release' ] && [ -d '{dir}' ]; do sleep 0.02; done\nexit 0\n"
+        ),
+    );
+    let mut child = reqmod_cli(CLI)
+        .args([
+            "request",
+            "--modprobe",
+            script.to_str().unwrap(),
+            "a",
+            "b",
+            "slow",
+            "c",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("run the CLI");
+    let stdout = child.stdout.take().expect("stdout");
+    let (send, lines) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let _ = send.send(line.expect("utf-8"));
+        }
+    });
+    let next = || {
+        lines
+            .recv_timeout(Duration::from_secs(20))
+            .expect("a line in time")
+    };
+    // Read while "slow" is held: what precedes it must be out already.
+    assert_eq!(next(), "0\ta");
+    assert_eq!(next(), "0\tb");
+    sandbox.release();
+    assert_eq!(next(), "0\tslow");
+    assert_eq!(next(), "0\tc");
+    reader.join().expect("reader");
+    assert!(lines.try_recv().is_err());
+    assert_eq!(child.wait().expect("wait").code(), Some(0));
+}
