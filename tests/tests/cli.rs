@@ -396,7 +396,9 @@ fn busy_timeout_option_and_warning() {
         let text = err.lock().unwrap();
         text.contains(&warning("second")) && text.contains(&warning("third"))
     });
-    assert_eq!(sandbox.starts(), 1);
+    wait_until("the first helper", Duration::from_secs(20), || {
+        sandbox.starts() == 1
+    });
     sandbox.release();
     let output = child.wait_with_output().expect("output");
     reader.join().expect("stderr reader");
