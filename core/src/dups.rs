@@ -106,11 +106,22 @@ impl Entry {
 
 impl<const N: usize, const W: usize> State<N, W> {
     fn find(&self, hash: u32, name: &ModuleName) -> Option<usize> {
+        const CHUNK: usize = 8;
         let hashes = self.hashes.get(..self.entries.len()).unwrap_or_default();
-        hashes
-            .iter()
-            .zip(&self.entries)
-            .position(|(&h, e)| h == hash && e.name == *name)
+        // Branch-free compares of 8 hashes at a time (vectorised), then the
+        // bytes of the few candidates.
+        for (c, chunk) in hashes.chunks(CHUNK).enumerate() {
+            if !chunk.iter().fold(false, |hit, &h| hit | (h == hash)) {
+                continue;
+            }
+            for (j, &h) in chunk.iter().enumerate() {
+                let i = c * CHUNK + j;
+                if h == hash && self.entries.get(i).is_some_and(|e| e.name == *name) {
+                    return Some(i);
+                }
+            }
+        }
+        None
     }
 
     /// Where a new entry goes: a free place, or the place of the finished entry

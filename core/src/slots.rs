@@ -104,8 +104,8 @@ impl Wakes {
         }
     }
 
-    fn wake(self) {
-        for w in self.0 {
+    fn wake(mut self) {
+        while let Some(w) = self.0.pop() {
             w.wake();
         }
     }

@@ -975,7 +975,11 @@ fn request_futures_are_send_when_the_platforms_are() {
             Duration::ZERO
         }
         async fn sleep_until(&self, _deadline: Duration) {}
-        async fn run_helper(&self, _cmd: reqmod::HelperCommand, _wait: UmhWait) -> Result<WaitStatus, Errno> {
+        async fn run_helper(
+            &self,
+            _cmd: reqmod::HelperCommand,
+            _wait: UmhWait,
+        ) -> Result<WaitStatus, Errno> {
             Ok(WaitStatus::SUCCESS)
         }
     }
@@ -990,8 +994,9 @@ fn request_futures_are_send_when_the_platforms_are() {
     assert_send(&KMOD.disable_helpers());
     assert_send(&KMOD.try_then_request_module(|| None::<()>, format_args!("a")));
     // And one runs to completion on another thread.
-    let out = std::thread::spawn(|| embassy_futures::block_on(KMOD.request_module(format_args!("snd"))))
-        .join()
-        .unwrap();
+    let out =
+        std::thread::spawn(|| embassy_futures::block_on(KMOD.request_module(format_args!("snd"))))
+            .join()
+            .unwrap();
     assert_eq!(out.kernel_ret(), 0);
 }
