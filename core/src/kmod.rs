@@ -47,7 +47,9 @@ pub struct Stats {
     pub denied: u64,
     /// Failed with `-ETIME`: no slot within the busy timeout.
     pub busy_timeouts: u64,
-    /// Answered from the duplicate table instead of running a helper.
+    /// Requests answered from the duplicate table instead of running a helper
+    /// (counted when they return; [`dup_waiters`](Self::dup_waiters) counts
+    /// the ones still waiting).
     pub duplicates: u64,
     /// Helpers handed to the platform.
     pub helpers_started: u64,
@@ -385,12 +387,22 @@ where
         let now = self.platform.now();
         let max = self.config.max_concurrent;
         if self.shared(|s| s.busy_log.allow(now)) {
-            warn!(
-                "request_module: modprobe {} cannot be processed, kmod busy with {} threads for more than {} seconds now",
-                name.as_str(),
-                max,
-                self.config.busy_timeout.as_secs()
-            );
+            let timeout = self.config.busy_timeout;
+            if timeout.subsec_nanos() == 0 {
+                warn!(
+                    "request_module: modprobe {} cannot be processed, kmod busy with {} threads for more than {} seconds now",
+                    name.as_str(),
+                    max,
+                    timeout.as_secs()
+                );
+            } else {
+                warn!(
+                    "request_module: modprobe {} cannot be processed, kmod busy with {} threads for more than {} ms now",
+                    name.as_str(),
+                    max,
+                    timeout.as_millis() as u64
+                );
+            }
         }
         self.platform.trace(&Event::BusyTimeout {
             name: name.as_str(),

@@ -16,8 +16,11 @@ use reqmod::{Errno, HelperCommand, KernelRet, Kmod, Platform, UmhWait, WaitStatu
 
 // ---------------------------------------------------------------- the port
 
-/// Built-in programs, by path: `main(argv) -> exit code`.
-const PROGRAMS: &[(&str, fn(&[&[u8]]) -> u8)] = &[("/sbin/modprobe", modprobe)];
+/// A built-in program: `main(argv) -> exit code`.
+type Program = fn(&[&[u8]]) -> u8;
+
+/// Built-in programs, by path.
+const PROGRAMS: &[(&str, Program)] = &[("/sbin/modprobe", modprobe)];
 
 /// `modprobe -q -- NAME`: "loads" the modules this kernel knows, exit 1 otherwise.
 fn modprobe(argv: &[&[u8]]) -> u8 {
@@ -98,7 +101,10 @@ fn main() {
     let (a, b, c) = block_on(requests);
     println!("fs-vfat        -> {} ({a:?})", a.kernel_ret());
     println!("snd            -> {} ({b:?})", b.kernel_ret());
-    println!("no-such-module -> {} ({c:?}, modprobe exited 1)", c.kernel_ret());
+    println!(
+        "no-such-module -> {} ({c:?}, modprobe exited 1)",
+        c.kernel_ret()
+    );
     KMOD.set_modprobe_path(b"/sbin/missing\n");
     let d = block_on(reqmod::request_module!(KMOD, "snd2"));
     println!("with a missing helper: {} ({d:?})", d.kernel_ret());

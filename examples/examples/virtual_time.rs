@@ -12,7 +12,9 @@ fn main() {
     let kmod = Kmod::new(SimPlatform::new());
     let sim = kmod.platform();
     // Every helper takes 7 s; "snd" is not found (modprobe exits 1).
-    sim.set_script(|cmd| Behavior::exits(u8::from(cmd.name() == "snd")).lasting(Duration::from_secs(7)));
+    sim.set_script(|cmd| {
+        Behavior::exits(u8::from(cmd.name() == "snd")).lasting(Duration::from_secs(7))
+    });
 
     let mut ex = Executor::new();
     let timed = |name: String, wait: bool| {
@@ -24,7 +26,9 @@ fn main() {
     };
     // 58 distinct modules at once: 50 get a slot, 8 wait; the helpers take 7 s,
     // so the 8 give up after 5 s with -ETIME (-62).
-    let mut tasks: Vec<_> = (0..58).map(|i| ex.spawn(timed(format!("mod{i:02}"), true))).collect();
+    let mut tasks: Vec<_> = (0..58)
+        .map(|i| ex.spawn(timed(format!("mod{i:02}"), true)))
+        .collect();
     ex.run_until(sim, Duration::from_secs(8)).unwrap();
     // Now 40 requests for one module: one helper run, 39 duplicates that get its
     // result (256); nowait duplicates return 0 at once.
@@ -33,7 +37,10 @@ fn main() {
     }
     ex.run(sim).unwrap();
 
-    println!("{:<8} {:<6} {:>6} {:>8}", "request", "wait", "result", "time");
+    println!(
+        "{:<8} {:<6} {:>6} {:>8}",
+        "request", "wait", "result", "time"
+    );
     let mut shown = 0;
     for (i, t) in tasks.iter().enumerate() {
         let (name, wait, ret, at) = t.take().unwrap();
