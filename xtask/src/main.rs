@@ -8,6 +8,7 @@
 //!
 //! Only `std`; every step prints the command it runs.
 
+mod bench;
 mod qemu;
 
 use std::path::Path;
@@ -19,6 +20,7 @@ fn main() -> ExitCode {
     match args.first().map(String::as_str) {
         Some("demo") => qemu::demo(),
         Some("test") => test(args.get(1..).unwrap_or_default()),
+        Some("bench") => bench::main(args.get(1..).unwrap_or_default()),
         Some("qemu") => qemu::main(args.get(1..).unwrap_or_default()),
         Some("-h" | "--help" | "help") => {
             usage();
@@ -36,6 +38,7 @@ fn usage() {
         "usage: cargo xtask <command>\n\
          \n  demo              boot the riscv64 kernel in QEMU (-smp 4, virtio devices) and autoload their drivers\
          \n  test [--no-qemu]  lints, docs, every host test, then the QEMU selftest with -smp 1 and -smp 4\
+         \n  bench             release benchmarks against baselines; writes BENCH.md\
          \n  qemu …            build and boot the kernel by hand (cargo xtask qemu --help)"
     );
 }
