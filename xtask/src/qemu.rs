@@ -539,8 +539,11 @@ impl<'t> Console<'t> {
                     .map(|l| l.as_str().to_uppercase())
                     .unwrap_or_else(|| "PRINT".into());
                 let mut line = format!("{ts:>18} {level:<5} {}", frame.display_message());
+                // The core logs through a shim macro, so its frames carry the
+                // shim's location (`core/src/fmt.rs`), not the caller's: omit it.
                 if matches!(level.as_str(), "WARN" | "ERROR")
                     && let Some(loc) = self.locations.get(&frame.index())
+                    && !loc.file.ends_with("core/src/fmt.rs")
                 {
                     let root = repo_root();
                     let file = loc.file.strip_prefix(&root).unwrap_or(&loc.file);
