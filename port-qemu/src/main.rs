@@ -13,7 +13,8 @@
 //! - [`programs`]: the program table (`/sbin/modprobe` and test programs);
 //!   [`modules`]: the module table that the built-in modprobe loads from.
 //! - [`demo`] and [`selftest`]: the two boot modes, chosen on the kernel
-//!   command line (QEMU `-append demo` or `-append selftest`).
+//!   command line (QEMU `-append demo` or `-append selftest`); [`bench`](mod@bench), a
+//!   third, is the SMP-scaling storm of `cargo xtask bench`.
 //!
 //! # Embedding reqmod: the three things this port supplies
 //!
@@ -46,6 +47,7 @@
 
 extern crate alloc;
 
+pub mod bench;
 pub mod demo;
 pub mod machine;
 pub mod modules;
@@ -105,9 +107,10 @@ pub fn kernel_main(hart: usize, dtb: usize) -> ! {
     match mode {
         "demo" => os::executor::spawn(demo::run(info.clone())),
         "selftest" => os::executor::spawn(selftest::run(info.clone())),
+        "bench" => os::executor::spawn(bench::run(info.clone())),
         other => {
             defmt::error!(
-                "unknown mode {=str:?}: boot with -append demo or -append selftest",
+                "unknown mode {=str:?}: boot with -append demo, selftest or bench",
                 other
             );
             exit::exit_failure(5);

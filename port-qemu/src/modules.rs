@@ -10,6 +10,12 @@
 //!
 //! While a module's init runs it is "coming": a second modprobe for it waits
 //! until it is live (as `finit_module` waits for a coming module).
+//!
+//! Besides the table, a generated family of [`BENCH_MODULES`] modules,
+//! `bench_0`, `bench_1`, … (requested as `bench-N` or `bench_N`), serves the
+//! SMP benchmark (`-append bench`, see [`crate::bench`]): each one's init does
+//! a fixed amount of CPU work ([`set_bench_work`]) under no lock, so inits of
+//! different modules run in parallel on different harts.
 
 use alloc::boxed::Box;
 use core::sync::atomic::{AtomicU8, AtomicU32, Ordering};
@@ -272,6 +278,10 @@ pub async fn load_by_name(
     name: &str,
     kmod: &'static dyn Requester,
 ) -> Result<&'static str, LoadError> {
+    if let Some(index) = bench_index(name) {
+        load_bench(index).await;
+        return Ok("bench");
+    }
     let module = resolve(name).ok_or(LoadError::NotFound)?;
     let index = find_module(module.name).ok_or(LoadError::NotFound)?;
     load(index, kmod).await?;
@@ -348,4 +358,62 @@ pub fn load_order() -> impl Iterator<Item = &'static str> {
         .iter()
         .filter_map(|i| MODULES.get(usize::from(i.load(Ordering::SeqCst))))
         .map(|m| m.name)
+}
+
+/// Modules in the generated benchmark family (`bench_0` to `bench_1023`).
+pub const BENCH_MODULES: usize = 1024;
+
+static BENCH_STATE: [AtomicU8; BENCH_MODULES] = [const { AtomicU8::new(UNLOADED) }; BENCH_MODULES];
+/// Iterations of [`bench_work`] each benchmark module's init runs.
+static BENCH_WORK: AtomicU32 = AtomicU32::new(0);
+static BENCH_INITS: AtomicU32 = AtomicU32::new(0);
+
+/// Sets the CPU work of every benchmark module's init (iterations of
+/// [`bench_work`]); 0 by default.
+pub fn set_bench_work(iterations: u32) {
+    BENCH_WORK.store(iterations, Ordering::SeqCst);
+}
+
+/// How many benchmark module inits have run.
+pub fn bench_inits() -> u32 {
+    BENCH_INITS.load(Ordering::SeqCst)
+}
+
+/// A fixed amount of CPU work: `iterations` steps of a 64-bit linear
+/// congruential generator, each depending on the last (nothing to vectorise
+/// or skip), touching no shared memory.
+pub fn bench_work(iterations: u32) -> u64 {
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    for _ in 0..iterations {
+        x = core::hint::black_box(x)
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+    }
+    x
+}
+
+/// The benchmark module a name means: `bench-N` or `bench_N` with
+/// `N < BENCH_MODULES` (decimal, no sign).
+pub fn bench_index(name: &str) -> Option<usize> {
+    let rest = name.strip_prefix("bench")?;
+    let digits = rest.strip_prefix('-').or_else(|| rest.strip_prefix('_'))?;
+    if digits.is_empty() || digits.len() > 5 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok().filter(|&n| n < BENCH_MODULES)
+}
+
+/// Loads benchmark module `index`: runs its init once per boot, like [`load`].
+async fn load_bench(index: usize) {
+    let state = &BENCH_STATE[index];
+    loop {
+        match state.compare_exchange(UNLOADED, COMING, Ordering::AcqRel, Ordering::Acquire) {
+            Ok(_) => break,
+            Err(LIVE) => return,
+            Err(_) => time::sleep(Duration::from_micros(200)).await,
+        }
+    }
+    core::hint::black_box(bench_work(BENCH_WORK.load(Ordering::Relaxed)));
+    BENCH_INITS.fetch_add(1, Ordering::SeqCst);
+    state.store(LIVE, Ordering::Release);
 }
