@@ -36,7 +36,6 @@ impl ModuleName {
         let mut writer = Writer {
             name: ModuleName::empty(),
             total: 0,
-            ended: false,
         };
         if writer.write_fmt(args).is_err() {
             return Err(Errno::EINVAL);
@@ -44,7 +43,14 @@ impl ModuleName {
         if writer.total >= MODULE_NAME_LEN {
             return Err(Errno::ENAMETOOLONG);
         }
-        Ok(writer.name)
+        // Every byte fitted (`total < MODULE_NAME_LEN`); as in a C string,
+        // the name ends at the first NUL. One scan of the whole name here is
+        // cheaper than one `find` per formatted piece.
+        let mut name = writer.name;
+        if let Some(nul) = name.as_bytes().iter().position(|&b| b == 0) {
+            name.text.truncate(nul);
+        }
+        Ok(name)
     }
 
     /// Copies `name` (the same rules as [`ModuleName::format`]).
@@ -73,29 +79,22 @@ impl ModuleName {
     }
 }
 
-/// Counts every byte like `vsnprintf` does and keeps those that fit before
-/// the first NUL.
+/// Counts every byte like `vsnprintf` does and keeps them while they fit
+/// (the caller cuts the name at its first NUL).
 struct Writer {
     name: ModuleName,
     total: usize,
-    ended: bool,
 }
 
 impl fmt::Write for Writer {
     fn write_str(&mut self, s: &str) -> fmt::Result {
         self.total = self.total.saturating_add(s.len());
-        if self.ended || self.total >= MODULE_NAME_LEN {
+        if self.total >= MODULE_NAME_LEN {
+            // Too long: the result is ENAMETOOLONG whatever comes next.
             return Ok(());
         }
-        let kept = match s.find('\0') {
-            Some(nul) => {
-                self.ended = true;
-                s.get(..nul).unwrap_or_default()
-            }
-            None => s,
-        };
         // Cannot fail: total < MODULE_NAME_LEN bounds what was kept so far.
-        self.name.text.push_str(kept).map_err(|_| fmt::Error)
+        self.name.text.push_str(s).map_err(|_| fmt::Error)
     }
 }
 
