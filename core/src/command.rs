@@ -53,6 +53,12 @@ impl HelperCommand {
         HelperCommand { path, name }
     }
 
+    /// Sets the path to a copy of `path` in place (copies its bytes only,
+    /// not a whole `KMOD_PATH_LEN` buffer).
+    pub(crate) fn set_path(&mut self, path: &ModprobePath) {
+        self.path.copy_from(path);
+    }
+
     /// The program to execute (`argv[0]` too). Arbitrary bytes, never empty when
     /// it comes from a request (an empty path fails before any helper runs).
     pub fn path(&self) -> &[u8] {

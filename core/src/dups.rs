@@ -16,13 +16,16 @@
 //! when the entry completes, so a waiter never misses it, even if the entry is
 //! dropped before the waiter runs again.
 
+#[cfg(test)]
 use core::cell::RefCell;
 use core::future::Future;
 use core::pin::Pin;
 use core::task::{Context, Poll, Waker};
 use core::time::Duration;
 
+#[cfg(test)]
 use embassy_sync::blocking_mutex::Mutex;
+#[cfg(test)]
 use embassy_sync::blocking_mutex::raw::RawMutex;
 
 use crate::ModuleName;
@@ -44,7 +47,7 @@ struct Record {
 /// Entries are only ever appended or replaced in place, so `hashes[i]` and
 /// `order[i]` describe `entries[i]`; kept apart so the scans of a lookup and
 /// of an eviction run over small contiguous arrays.
-struct State<const N: usize, const W: usize> {
+pub(crate) struct State<const N: usize, const W: usize> {
     entries: heapless::Vec<Entry, N>,
     /// [`name_hash`] of each entry's name, compared before the bytes.
     hashes: [u32; N],
@@ -84,13 +87,35 @@ pub(crate) enum Lookup {
     Wait(u32),
 }
 
-/// The table. `N` entries, `W` waiter records.
+/// The table under a mutex of its own, for the unit tests. `N` entries, `W`
+/// waiter records. (`Kmod` keeps a [`State`] inside its one mutex, next to
+/// the rest of its state, so that a request takes fewer locks: see
+/// [`DupLock`].)
+#[cfg(test)]
 pub(crate) struct Dups<M: RawMutex, const N: usize, const W: usize> {
     state: Mutex<M, RefCell<State<N, W>>>,
 }
 
+/// Where a table's [`State`] lives and how it is locked: in its own mutex
+/// ([`Dups`]), or as part of a larger state under one lock (`Kmod`).
+pub(crate) trait DupLock<const N: usize, const W: usize> {
+    /// Runs `f` on the state with the lock held.
+    fn with_dups<R>(&self, f: impl FnOnce(&mut State<N, W>) -> R) -> R;
+}
+
+/// Wakers of the waiters an announcement released, to wake once unlocked.
+pub(crate) type DupWakes<const W: usize> = heapless::Vec<Waker, W>;
+
+/// Wakes every waker in `wakes`.
+pub(crate) fn wake_all<const W: usize>(wakes: &mut DupWakes<W>) {
+    // pop(), not `for w in wakes`: that would move the whole array first.
+    while let Some(w) = wakes.pop() {
+        w.wake();
+    }
+}
+
 /// FNV-1a: a cheap filter so a lookup compares names only on a likely match.
-fn name_hash(name: &ModuleName) -> u32 {
+pub(crate) fn name_hash(name: &ModuleName) -> u32 {
     name.as_bytes().iter().fold(0x811c_9dc5_u32, |h, &b| {
         (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
     })
@@ -106,22 +131,19 @@ impl Entry {
 
 impl<const N: usize, const W: usize> State<N, W> {
     fn find(&self, hash: u32, name: &ModuleName) -> Option<usize> {
-        const CHUNK: usize = 8;
         let hashes = self.hashes.get(..self.entries.len()).unwrap_or_default();
-        // Branch-free compares of 8 hashes at a time (vectorised), then the
-        // bytes of the few candidates.
-        for (c, chunk) in hashes.chunks(CHUNK).enumerate() {
-            if !chunk.iter().fold(false, |hit, &h| hit | (h == hash)) {
-                continue;
-            }
-            for (j, &h) in chunk.iter().enumerate() {
-                let i = c * CHUNK + j;
-                if h == hash && self.entries.get(i).is_some_and(|e| e.name == *name) {
-                    return Some(i);
-                }
-            }
+        // One branch-free pass over every hash (vectorised): most lookups
+        // are for a name that is not there. Only on a hit, find it and
+        // compare the bytes of the candidates.
+        if !hashes.iter().fold(false, |hit, &h| hit | (h == hash)) {
+            return None;
         }
-        None
+        hashes
+            .iter()
+            .enumerate()
+            .filter(|&(_, &h)| h == hash)
+            .map(|(i, _)| i)
+            .find(|&i| self.entries.get(i).is_some_and(|e| e.name == *name))
     }
 
     /// Where a new entry goes: a free place, or the place of the finished entry
@@ -174,27 +196,183 @@ impl<const N: usize, const W: usize> State<N, W> {
     }
 }
 
-impl<M: RawMutex, const N: usize, const W: usize> Dups<M, N, W> {
+impl<const N: usize, const W: usize> State<N, W> {
     const INDEX_FITS: () = assert!(N <= 1 << 16, "at most 65536 duplicate-table entries");
 
+    /// An empty table.
     pub(crate) const fn new() -> Self {
         let () = Self::INDEX_FITS;
-        Dups {
-            state: Mutex::new(RefCell::new(State {
-                entries: heapless::Vec::new(),
-                hashes: [0; N],
-                order: [PENDING; N],
-                completed: heapless::Deque::new(),
-                records: heapless::Vec::new(),
-                next_id: 0,
-                next_key: 0,
-                finished: 0,
-            })),
+        State {
+            entries: heapless::Vec::new(),
+            hashes: [0; N],
+            order: [PENDING; N],
+            completed: heapless::Deque::new(),
+            records: heapless::Vec::new(),
+            next_id: 0,
+            next_key: 0,
+            finished: 0,
         }
     }
 
     /// Step 7. `Untracked` if `name` is new and `wait` is false; `First` if it
     /// is new and `wait` is true (an entry is added); otherwise a duplicate.
+    /// `hash` is [`name_hash`] of `name` (computed before taking the lock).
+    pub(crate) fn lookup(
+        &mut self,
+        name: &ModuleName,
+        hash: u32,
+        wait: bool,
+        now: Duration,
+        linger: Duration,
+    ) -> Lookup {
+        let s = self;
+        let found = s.find(hash, name);
+        let live = found
+            .and_then(|i| s.entries.get(i))
+            .filter(|e| !e.expired(now, linger))
+            .map(|e| (e.id, e.done));
+        match live {
+            None if !wait => Lookup::Untracked,
+            None => {
+                // An expired entry of this name is replaced in place.
+                let Some(at) = found.or_else(|| s.place_for_new()) else {
+                    // Every entry is pending: cannot happen while N >= the
+                    // slots (each pending entry's first request holds one).
+                    return Lookup::Untracked;
+                };
+                let id = s.next_id;
+                s.next_id = s.next_id.wrapping_add(1);
+                let entry = Entry {
+                    name: name.clone(),
+                    id,
+                    done: None,
+                };
+                match s.entries.get_mut(at) {
+                    Some(slot) => *slot = entry,
+                    None => {
+                        if s.entries.push(entry).is_err() {
+                            return Lookup::Untracked;
+                        }
+                    }
+                }
+                if let Some(h) = s.hashes.get_mut(at) {
+                    *h = hash;
+                }
+                if let Some(o) = s.order.get_mut(at) {
+                    // Any completion item of the replaced entry is now stale.
+                    *o = PENDING;
+                }
+                Lookup::First(First { index: at, id })
+            }
+            Some(_) if !wait => Lookup::Done(0),
+            Some((_, Some((ret, _)))) => Lookup::Done(ret),
+            Some((id, None)) => {
+                let key = s.next_key;
+                s.next_key = s.next_key.wrapping_add(1);
+                let record = Record {
+                    key,
+                    entry: id,
+                    waker: None,
+                    result: None,
+                };
+                match s.records.push(record) {
+                    Ok(()) => Lookup::Wait(key),
+                    // Unreachable while W >= max_concurrent: every waiting
+                    // duplicate holds a slot. Degrade to an untracked run.
+                    Err(_) => Lookup::Untracked,
+                }
+            }
+        }
+    }
+
+    /// Step 9: the result of a helper run for `name` (from the entry's first
+    /// request, or from an untracked one). Completes the entry if it is pending
+    /// and hands its waiters' wakers to `wakes` (to wake once unlocked);
+    /// ignored otherwise.
+    pub(crate) fn announce(
+        &mut self,
+        name: &ModuleName,
+        first: Option<First>,
+        ret: i32,
+        now: Duration,
+        wakes: &mut DupWakes<W>,
+    ) {
+        let s = self;
+        let index = match first {
+            // A first request's entry cannot have been replaced: it is pending
+            // until this very announcement.
+            Some(f) => Some(f.index).filter(|&i| s.entries.get(i).is_some_and(|e| e.id == f.id)),
+            None => s.find(name_hash(name), name),
+        };
+        let Some(i) = index else {
+            return;
+        };
+        let Some(entry) = s.entries.get_mut(i) else {
+            return;
+        };
+        if entry.done.is_some() {
+            return;
+        }
+        entry.done = Some((ret, now));
+        let id = entry.id;
+        s.finish(i);
+        for r in s.records.iter_mut().filter(|r| r.entry == id) {
+            r.result = Some(ret);
+            if let Some(w) = r.waker.take() {
+                // Cannot fail: at most W records.
+                let _ = wakes.push(w);
+            }
+        }
+    }
+
+    /// `(live entries, pending entries, waiter records)` at `now`.
+    pub(crate) fn usage(&self, now: Duration, linger: Duration) -> (usize, usize, usize) {
+        let live = self
+            .entries
+            .iter()
+            .filter(|e| !e.expired(now, linger))
+            .count();
+        let pending = self.entries.iter().filter(|e| e.done.is_none()).count();
+        (live, pending, self.records.len())
+    }
+
+    /// One poll of a waiter with `key`: its result once announced (the record
+    /// is then gone), else registers `waker`.
+    fn poll_wait(&mut self, key: u32, waker: &Waker) -> Poll<i32> {
+        let Some(i) = self.records.iter().position(|r| r.key == key) else {
+            // Already taken (polled after completion).
+            return Poll::Pending;
+        };
+        let Some(record) = self.records.get_mut(i) else {
+            return Poll::Pending;
+        };
+        if let Some(ret) = record.result {
+            self.records.swap_remove(i);
+            return Poll::Ready(ret);
+        }
+        if !record.waker.as_ref().is_some_and(|w| w.will_wake(waker)) {
+            record.waker = Some(waker.clone());
+        }
+        Poll::Pending
+    }
+
+    /// Withdraws the waiter with `key`, if it is still there.
+    fn withdraw(&mut self, key: u32) {
+        if let Some(i) = self.records.iter().position(|r| r.key == key) {
+            self.records.swap_remove(i);
+        }
+    }
+}
+
+#[cfg(test)]
+impl<M: RawMutex, const N: usize, const W: usize> Dups<M, N, W> {
+    pub(crate) const fn new() -> Self {
+        Dups {
+            state: Mutex::new(RefCell::new(State::new())),
+        }
+    }
+
+    /// [`State::lookup`] under this table's own lock.
     pub(crate) fn lookup(
         &self,
         name: &ModuleName,
@@ -203,71 +381,10 @@ impl<M: RawMutex, const N: usize, const W: usize> Dups<M, N, W> {
         linger: Duration,
     ) -> Lookup {
         let hash = name_hash(name);
-        self.state.lock(|s| {
-            let mut s = s.borrow_mut();
-            let found = s.find(hash, name);
-            let live = found
-                .and_then(|i| s.entries.get(i))
-                .filter(|e| !e.expired(now, linger))
-                .map(|e| (e.id, e.done));
-            match live {
-                None if !wait => Lookup::Untracked,
-                None => {
-                    // An expired entry of this name is replaced in place.
-                    let Some(at) = found.or_else(|| s.place_for_new()) else {
-                        // Every entry is pending: cannot happen while N >= the
-                        // slots (each pending entry's first request holds one).
-                        return Lookup::Untracked;
-                    };
-                    let id = s.next_id;
-                    s.next_id = s.next_id.wrapping_add(1);
-                    let entry = Entry {
-                        name: name.clone(),
-                        id,
-                        done: None,
-                    };
-                    match s.entries.get_mut(at) {
-                        Some(slot) => *slot = entry,
-                        None => {
-                            if s.entries.push(entry).is_err() {
-                                return Lookup::Untracked;
-                            }
-                        }
-                    }
-                    if let Some(h) = s.hashes.get_mut(at) {
-                        *h = hash;
-                    }
-                    if let Some(o) = s.order.get_mut(at) {
-                        // Any completion item of the replaced entry is now stale.
-                        *o = PENDING;
-                    }
-                    Lookup::First(First { index: at, id })
-                }
-                Some(_) if !wait => Lookup::Done(0),
-                Some((_, Some((ret, _)))) => Lookup::Done(ret),
-                Some((id, None)) => {
-                    let key = s.next_key;
-                    s.next_key = s.next_key.wrapping_add(1);
-                    let record = Record {
-                        key,
-                        entry: id,
-                        waker: None,
-                        result: None,
-                    };
-                    match s.records.push(record) {
-                        Ok(()) => Lookup::Wait(key),
-                        // Unreachable while W >= max_concurrent: every waiting
-                        // duplicate holds a slot. Degrade to an untracked run.
-                        Err(_) => Lookup::Untracked,
-                    }
-                }
-            }
-        })
+        self.with_dups(|s| s.lookup(name, hash, wait, now, linger))
     }
 
-    /// Step 9: the result of a helper run for `name` (from the entry's first
-    /// request, or from an untracked one). Completes the entry if it is pending
-    /// and wakes its waiters; ignored otherwise.
+    /// [`State::announce`] under this table's own lock, then the wakes.
     pub(crate) fn announce(
         &self,
         name: &ModuleName,
@@ -275,106 +392,52 @@ impl<M: RawMutex, const N: usize, const W: usize> Dups<M, N, W> {
         ret: i32,
         now: Duration,
     ) {
-        let mut wakes: heapless::Vec<Waker, W> = heapless::Vec::new();
-        self.state.lock(|s| {
-            let mut s = s.borrow_mut();
-            let s = &mut *s;
-            let index = match first {
-                // A first request's entry cannot have been replaced: it is pending
-                // until this very announcement.
-                Some(f) => {
-                    Some(f.index).filter(|&i| s.entries.get(i).is_some_and(|e| e.id == f.id))
-                }
-                None => s.find(name_hash(name), name),
-            };
-            let Some(i) = index else {
-                return;
-            };
-            let Some(entry) = s.entries.get_mut(i) else {
-                return;
-            };
-            if entry.done.is_some() {
-                return;
-            }
-            entry.done = Some((ret, now));
-            let id = entry.id;
-            s.finish(i);
-            for r in s.records.iter_mut().filter(|r| r.entry == id) {
-                r.result = Some(ret);
-                if let Some(w) = r.waker.take() {
-                    // Cannot fail: at most W records.
-                    let _ = wakes.push(w);
-                }
-            }
-        });
-        // pop(), not `for w in wakes`: that would move the whole array first.
-        while let Some(w) = wakes.pop() {
-            w.wake();
-        }
-    }
-
-    /// Waits for the result for a [`Lookup::Wait`] key. Dropping the future
-    /// withdraws the waiter.
-    pub(crate) fn wait(&self, key: u32) -> DupWait<'_, M, N, W> {
-        DupWait { dups: self, key }
+        let mut wakes = DupWakes::<W>::new();
+        self.with_dups(|s| s.announce(name, first, ret, now, &mut wakes));
+        wake_all(&mut wakes);
     }
 
     /// `(live entries, pending entries, waiter records)` at `now`.
     pub(crate) fn usage(&self, now: Duration, linger: Duration) -> (usize, usize, usize) {
-        self.state.lock(|s| {
-            let s = s.borrow();
-            let live = s.entries.iter().filter(|e| !e.expired(now, linger)).count();
-            let pending = s.entries.iter().filter(|e| e.done.is_none()).count();
-            (live, pending, s.records.len())
-        })
+        self.with_dups(|s| s.usage(now, linger))
     }
 }
 
-/// The future of [`Dups::wait`].
-pub(crate) struct DupWait<'a, M: RawMutex, const N: usize, const W: usize> {
-    dups: &'a Dups<M, N, W>,
+#[cfg(test)]
+impl<M: RawMutex, const N: usize, const W: usize> DupLock<N, W> for Dups<M, N, W> {
+    fn with_dups<R>(&self, f: impl FnOnce(&mut State<N, W>) -> R) -> R {
+        self.state.lock(|s| f(&mut s.borrow_mut()))
+    }
+}
+
+/// Waits for the result for a [`Lookup::Wait`] key in the table under
+/// `lock`. Dropping the future withdraws the waiter.
+pub(crate) fn wait<L: DupLock<N, W>, const N: usize, const W: usize>(
+    lock: &L,
+    key: u32,
+) -> DupWait<'_, L, N, W> {
+    DupWait { dups: lock, key }
+}
+
+/// The future of [`wait`].
+pub(crate) struct DupWait<'a, L: DupLock<N, W>, const N: usize, const W: usize> {
+    dups: &'a L,
     key: u32,
 }
 
-impl<M: RawMutex, const N: usize, const W: usize> Future for DupWait<'_, M, N, W> {
+impl<L: DupLock<N, W>, const N: usize, const W: usize> Future for DupWait<'_, L, N, W> {
     type Output = i32;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<i32> {
         let key = self.key;
-        self.dups.state.lock(|s| {
-            let mut s = s.borrow_mut();
-            let Some(i) = s.records.iter().position(|r| r.key == key) else {
-                // Already taken (polled after completion).
-                return Poll::Pending;
-            };
-            let Some(record) = s.records.get_mut(i) else {
-                return Poll::Pending;
-            };
-            if let Some(ret) = record.result {
-                s.records.swap_remove(i);
-                return Poll::Ready(ret);
-            }
-            if !record
-                .waker
-                .as_ref()
-                .is_some_and(|w| w.will_wake(cx.waker()))
-            {
-                record.waker = Some(cx.waker().clone());
-            }
-            Poll::Pending
-        })
+        self.dups.with_dups(|s| s.poll_wait(key, cx.waker()))
     }
 }
 
-impl<M: RawMutex, const N: usize, const W: usize> Drop for DupWait<'_, M, N, W> {
+impl<L: DupLock<N, W>, const N: usize, const W: usize> Drop for DupWait<'_, L, N, W> {
     fn drop(&mut self) {
         let key = self.key;
-        self.dups.state.lock(|s| {
-            let mut s = s.borrow_mut();
-            if let Some(i) = s.records.iter().position(|r| r.key == key) {
-                s.records.swap_remove(i);
-            }
-        });
+        self.dups.with_dups(|s| s.withdraw(key));
     }
 }
 
@@ -516,7 +579,7 @@ mod tests {
     #[test]
     fn completion_numbers_wrap_without_losing_the_order() {
         let t = Table::new();
-        t.state.lock(|s| s.borrow_mut().finished = PENDING - 2);
+        t.with_dups(|s| s.finished = PENDING - 2);
         for (i, n) in ["a", "b", "c"].iter().enumerate() {
             assert!(matches!(
                 t.lookup(&name(n), true, secs(0), LINGER),

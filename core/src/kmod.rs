@@ -14,8 +14,8 @@ use embassy_sync::blocking_mutex::raw::{CriticalSectionRawMutex, RawMutex};
 use embassy_sync::waitqueue::MultiWakerRegistration;
 
 use crate::config::RUNNING_HELPERS_TIMEOUT;
-use crate::dups::{Dups, Lookup};
-use crate::slots::Slots;
+use crate::dups::{self, DupLock, DupWakes, Lookup, name_hash};
+use crate::slots::{self, SlotGuard, SlotLock, Wakes};
 use crate::status::from_kernel_ret;
 use crate::trace::RateLimit;
 use crate::{
@@ -73,6 +73,21 @@ pub struct Stats {
     pub dup_waiters: usize,
 }
 
+/// Everything a `Kmod` changes, under its one mutex. An uncontended request
+/// takes it four times: to count it; for its slot; for the duplicate check
+/// (and, if it runs the helper, to count the helper and copy the path); and
+/// at the end (helper done, result announced, slot handed on, request
+/// counted). A duplicate's last lock releases its slot and counts it; one
+/// that waits for the first request's result also locks on each of its polls.
+/// (Three mutexes, one each for the slots, the table and the rest, took eight
+/// round trips; on a host whose `critical-section` is a global mutex that was
+/// a quarter of a request's instructions.)
+struct Inner<const SLOTS: usize, const WAITERS: usize, const DUPS: usize> {
+    shared: Shared,
+    slots: slots::State<WAITERS>,
+    dups: dups::State<DUPS, SLOTS>,
+}
+
 struct Shared {
     path: ModprobePath,
     helpers_disabled: bool,
@@ -81,6 +96,35 @@ struct Shared {
     warned_async: bool,
     busy_log: RateLimit,
     stats: Stats,
+}
+
+impl Shared {
+    /// Counts a running helper and copies the helper path into `cmd` (the
+    /// caller then makes the `RunningHelper` guard): `-EBUSY` while helpers
+    /// are disabled (`call_usermodehelper_exec`); then `-ENOENT` if the path
+    /// was emptied since step 2, as the exec of `""` would fail (the kernel's
+    /// exec reads the path buffer only now).
+    fn helper_starts(&mut self, cmd: &mut HelperCommand) -> Result<(), Errno> {
+        if self.helpers_disabled {
+            self.stats.helpers_refused += 1;
+            Err(Errno::EBUSY)
+        } else if self.path.is_empty() {
+            Err(Errno::ENOENT)
+        } else {
+            self.running_helpers += 1;
+            self.stats.helpers_started += 1;
+            cmd.set_path(&self.path);
+            Ok(())
+        }
+    }
+
+    /// A running helper ended (`running_helpers` in `umh.c`).
+    fn helper_exited(&mut self) {
+        self.running_helpers -= 1;
+        if self.running_helpers == 0 {
+            self.drain.wake();
+        }
+    }
 }
 
 /// The module autoloader: the kernel's `request_module()` with its slots,
@@ -123,9 +167,7 @@ pub struct Kmod<
     platform: P,
     security: S,
     config: Config,
-    slots: Slots<M, WAITERS>,
-    dups: Dups<M, DUPS, SLOTS>,
-    shared: Mutex<M, RefCell<Shared>>,
+    state: Mutex<M, RefCell<Inner<SLOTS, WAITERS, DUPS>>>,
 }
 
 impl<P: Platform> Kmod<P> {
@@ -160,34 +202,36 @@ where
             platform,
             security,
             config,
-            slots: Slots::new(config.max_concurrent),
-            dups: Dups::new(),
-            shared: Mutex::new(RefCell::new(Shared {
-                path: ModprobePath::default_path(),
-                helpers_disabled: false,
-                running_helpers: 0,
-                drain: MultiWakerRegistration::new(),
-                warned_async: false,
-                busy_log: RateLimit::new(),
-                stats: Stats {
-                    requests: 0,
-                    completed: 0,
-                    cancelled: 0,
-                    failures: 0,
-                    invalid: 0,
-                    denied: 0,
-                    busy_timeouts: 0,
-                    duplicates: 0,
-                    helpers_started: 0,
-                    helpers_refused: 0,
-                    in_flight: 0,
-                    slots_in_use: 0,
-                    max_concurrent_seen: 0,
-                    waiting_for_slot: 0,
+            state: Mutex::new(RefCell::new(Inner {
+                slots: slots::State::new(config.max_concurrent),
+                dups: dups::State::new(),
+                shared: Shared {
+                    path: ModprobePath::default_path(),
+                    helpers_disabled: false,
                     running_helpers: 0,
-                    dup_entries: 0,
-                    dup_pending: 0,
-                    dup_waiters: 0,
+                    drain: MultiWakerRegistration::new(),
+                    warned_async: false,
+                    busy_log: RateLimit::new(),
+                    stats: Stats {
+                        requests: 0,
+                        completed: 0,
+                        cancelled: 0,
+                        failures: 0,
+                        invalid: 0,
+                        denied: 0,
+                        busy_timeouts: 0,
+                        duplicates: 0,
+                        helpers_started: 0,
+                        helpers_refused: 0,
+                        in_flight: 0,
+                        slots_in_use: 0,
+                        max_concurrent_seen: 0,
+                        waiting_for_slot: 0,
+                        running_helpers: 0,
+                        dup_entries: 0,
+                        dup_pending: 0,
+                        dup_waiters: 0,
+                    },
                 },
             })),
         }
@@ -297,7 +341,7 @@ where
         // 5. A slot, waiting at most busy_timeout, first come first served.
         let start = self.platform.now();
         let deadline = start.saturating_add(self.config.busy_timeout);
-        let Some(slot) = self.slots.acquire_until(&self.platform, deadline).await else {
+        let Some(slot) = slots::acquire_until(self, &self.platform, deadline).await else {
             self.busy_timeout(&name, start);
             return request.finish(Err(Errno::ETIME), |s| s.busy_timeouts += 1);
         };
@@ -316,71 +360,133 @@ where
             caller,
         });
 
-        // 7. Duplicates return here, releasing their slot.
-        let lookup = if self.config.dedup {
-            self.dups
-                .lookup(&name, wait, self.platform.now(), self.config.dedup_linger)
+        // 7, and the start of 8 under the same lock: the duplicate check, then,
+        // for a request that runs the helper, counting it and copying the path
+        // into its command (built in place: a command is over 300 bytes, and
+        // every move copies all of them).
+        let mut cmd = HelperCommand::modprobe(ModprobePath::empty(), name.clone());
+        let (hash, now) = if self.config.dedup {
+            (name_hash(&name), self.platform.now())
         } else {
-            Lookup::Untracked
+            (0, core::time::Duration::ZERO)
         };
-        let duplicate = match lookup {
-            Lookup::Done(ret) => Some(from_kernel_ret(ret)),
+        let (lookup, entered) = self.lock(|i| {
+            let lookup = if self.config.dedup {
+                i.dups
+                    .lookup(&name, hash, wait, now, self.config.dedup_linger)
+            } else {
+                Lookup::Untracked
+            };
+            let entered = match lookup {
+                Lookup::First(_) | Lookup::Untracked => i.shared.helper_starts(&mut cmd),
+                Lookup::Done(_) | Lookup::Wait(_) => Ok(()),
+            };
+            (lookup, entered)
+        });
+
+        // Duplicates return here, releasing their slot.
+        let first = match lookup {
+            Lookup::Done(ret) => {
+                self.report_duplicate(&name, wait, caller);
+                return self.release_and_finish(request, slot, from_kernel_ret(ret), |s| {
+                    s.duplicates += 1
+                });
+            }
             Lookup::Wait(key) => {
                 self.report_duplicate(&name, wait, caller);
                 let waited = match kill {
-                    None => self.dups.wait(key).await,
-                    Some(kill) => match select(self.dups.wait(key), kill.killed()).await {
+                    None => dups::wait(self, key).await,
+                    Some(kill) => match select(dups::wait(self, key), kill.killed()).await {
                         Either::First(ret) => ret,
                         Either::Second(()) => -Errno::ERESTARTSYS.raw(),
                     },
                 };
-                drop(slot);
-                return request.finish(from_kernel_ret(waited), |s| s.duplicates += 1);
+                return self.release_and_finish(request, slot, from_kernel_ret(waited), |s| {
+                    s.duplicates += 1
+                });
             }
-            Lookup::First(_) | Lookup::Untracked => None,
+            Lookup::First(first) => Some(first),
+            Lookup::Untracked => None,
         };
-        if let Some(outcome) = duplicate {
-            self.report_duplicate(&name, wait, caller);
-            drop(slot);
-            return request.finish(outcome, |s| s.duplicates += 1);
-        }
 
         // 8. Run the helper; a killed or dropped request announces -ERESTARTSYS.
         let announcer = Announcer {
             kmod: self,
             name: &name,
-            first: match lookup {
-                Lookup::First(first) => Some(first),
-                _ => None,
-            },
+            first,
         };
-        let outcome = self.call_modprobe(&name, wait, kill).await;
+        let (outcome, running) = match entered {
+            Ok(()) => {
+                let running = RunningHelper { kmod: self };
+                let umh = if wait { UmhWait::Proc } else { UmhWait::Exec };
+                // `call_usermodehelper_exec()`, killable.
+                let helper = self.platform.run_helper(cmd, umh);
+                let outcome = match kill {
+                    None => helper.await,
+                    // The helper is polled first, so it has started before a
+                    // pending kill is seen (the kernel queues the helper,
+                    // then waits killably).
+                    Some(kill) => match select(helper, kill.killed()).await {
+                        Either::First(outcome) => outcome,
+                        Either::Second(()) => Err(Errno::ERESTARTSYS),
+                    },
+                };
+                (outcome, Some(running))
+            }
+            Err(errno) => (Err(errno), None),
+        };
 
         // 9. Announce the result, release the slot, return.
-        announcer.announce(outcome);
-        drop(slot);
-        request.finish(outcome, |_| {})
+        self.complete(request, slot, announcer, running, outcome)
     }
 
-    /// Step 8: `call_modprobe()` and `call_usermodehelper_exec()`.
-    async fn call_modprobe(
+    /// A duplicate's end: releases its slot and counts it, under one lock.
+    fn release_and_finish(
         &self,
-        name: &ModuleName,
-        wait: bool,
-        kill: Option<&KillSignal<M>>,
+        request: InFlight<'_, P, S, M, SLOTS, WAITERS, DUPS>,
+        slot: SlotGuard<'_, Self, WAITERS>,
+        outcome: Outcome,
+        count: impl FnOnce(&mut Stats),
     ) -> Outcome {
-        let umh = if wait { UmhWait::Proc } else { UmhWait::Exec };
-        let (_running, cmd) = RunningHelper::enter(self, name)?;
-        let helper = self.platform.run_helper(cmd, umh);
-        match kill {
-            None => helper.await,
-            // The helper is polled first, so it has started before a pending
-            // kill is seen (the kernel queues the helper, then waits killably).
-            Some(kill) => match select(helper, kill.killed()).await {
-                Either::First(outcome) => outcome,
-                Either::Second(()) => Err(Errno::ERESTARTSYS),
-            },
-        }
+        let mut wakes = Wakes::new();
+        self.lock(|i| {
+            slot.release_in(&mut i.slots, &mut wakes);
+            request.finish_in(&mut i.shared.stats, outcome, count);
+        });
+        wakes.wake();
+        outcome
+    }
+
+    /// Step 9 for a request that ran (or tried to run) the helper, under one
+    /// lock: the helper is no longer running, its result is announced to the
+    /// duplicate table, the slot goes to the next waiter, the request counts
+    /// as completed. Wakers run after the lock is released.
+    fn complete(
+        &self,
+        request: InFlight<'_, P, S, M, SLOTS, WAITERS, DUPS>,
+        slot: SlotGuard<'_, Self, WAITERS>,
+        announcer: Announcer<'_, '_, P, S, M, SLOTS, WAITERS, DUPS>,
+        running: Option<RunningHelper<'_, P, S, M, SLOTS, WAITERS, DUPS>>,
+        outcome: Outcome,
+    ) -> Outcome {
+        let now = if self.config.dedup {
+            self.platform.now()
+        } else {
+            core::time::Duration::ZERO
+        };
+        let mut dup_wakes = DupWakes::<SLOTS>::new();
+        let mut slot_wakes = Wakes::new();
+        self.lock(|i| {
+            if let Some(running) = running {
+                running.exit_in(&mut i.shared);
+            }
+            announcer.announce_in(&mut i.dups, outcome.kernel_ret(), now, &mut dup_wakes);
+            slot.release_in(&mut i.slots, &mut slot_wakes);
+            request.finish_in(&mut i.shared.stats, outcome, |_| {});
+        });
+        dups::wake_all(&mut dup_wakes);
+        slot_wakes.wake();
+        outcome
     }
 
     fn busy_timeout(&self, name: &ModuleName, start: core::time::Duration) {
@@ -445,8 +551,12 @@ where
         }
     }
 
+    fn lock<R>(&self, f: impl FnOnce(&mut Inner<SLOTS, WAITERS, DUPS>) -> R) -> R {
+        self.state.lock(|s| f(&mut s.borrow_mut()))
+    }
+
     fn shared<R>(&self, f: impl FnOnce(&mut Shared) -> R) -> R {
-        self.shared.lock(|s| f(&mut s.borrow_mut()))
+        self.lock(|i| f(&mut i.shared))
     }
 
     /// Writes the helper path with `/proc/sys/kernel/modprobe` semantics: the
@@ -507,14 +617,15 @@ where
 
     /// Counters and gauges.
     pub fn stats(&self) -> Stats {
-        let slots = self.slots.usage();
-        let (dup_entries, dup_pending, dup_waiters) = self
-            .dups
-            .usage(self.platform.now(), self.config.dedup_linger);
-        let mut stats = self.shared(|s| {
-            let mut st = s.stats;
-            st.running_helpers = s.running_helpers;
-            st
+        let now = self.platform.now();
+        let (slots, (dup_entries, dup_pending, dup_waiters), mut stats) = self.lock(|i| {
+            let mut st = i.shared.stats;
+            st.running_helpers = i.shared.running_helpers;
+            (
+                i.slots.usage(),
+                i.dups.usage(now, self.config.dedup_linger),
+                st,
+            )
         });
         stats.in_flight = stats.requests - stats.completed - stats.cancelled;
         stats.slots_in_use = slots.held;
@@ -570,15 +681,24 @@ impl<'a, P: Platform, S: Security, M: RawMutex, const A: usize, const B: usize, 
 
     fn finish(mut self, outcome: Outcome, count: impl FnOnce(&mut Stats)) -> Outcome {
         if let Some(kmod) = self.kmod.take() {
-            kmod.shared(|s| {
-                s.stats.completed += 1;
-                if outcome != Ok(crate::WaitStatus::SUCCESS) {
-                    s.stats.failures += 1;
-                }
-                count(&mut s.stats);
-            });
+            kmod.shared(|s| Self::count_completed(&mut s.stats, outcome, count));
         }
         outcome
+    }
+
+    /// [`finish`](Self::finish) with the `Kmod`'s lock already held.
+    fn finish_in(mut self, stats: &mut Stats, outcome: Outcome, count: impl FnOnce(&mut Stats)) {
+        if self.kmod.take().is_some() {
+            Self::count_completed(stats, outcome, count);
+        }
+    }
+
+    fn count_completed(stats: &mut Stats, outcome: Outcome, count: impl FnOnce(&mut Stats)) {
+        stats.completed += 1;
+        if outcome != Ok(crate::WaitStatus::SUCCESS) {
+            stats.failures += 1;
+        }
+        count(stats);
     }
 }
 
@@ -612,17 +732,19 @@ struct Announcer<
 impl<P: Platform, S: Security, M: RawMutex, const A: usize, const B: usize, const C: usize>
     Announcer<'_, '_, P, S, M, A, B, C>
 {
-    fn announce(self, outcome: Outcome) {
-        self.send(outcome.kernel_ret());
-        core::mem::forget(self);
-    }
-
-    fn send(&self, ret: i32) {
-        let kmod = self.kmod;
-        if kmod.config.dedup {
-            kmod.dups
-                .announce(self.name, self.first, ret, kmod.platform.now());
+    /// Announces `ret` with the `Kmod`'s lock already held (the table is
+    /// `dups`); the released waiters' wakers go to `wakes`.
+    fn announce_in(
+        self,
+        dups: &mut dups::State<C, A>,
+        ret: i32,
+        now: core::time::Duration,
+        wakes: &mut DupWakes<A>,
+    ) {
+        if self.kmod.config.dedup {
+            dups.announce(self.name, self.first, ret, now, wakes);
         }
+        core::mem::forget(self);
     }
 }
 
@@ -630,7 +752,14 @@ impl<P: Platform, S: Security, M: RawMutex, const A: usize, const B: usize, cons
     for Announcer<'_, '_, P, S, M, A, B, C>
 {
     fn drop(&mut self) {
-        self.send(-Errno::ERESTARTSYS.raw());
+        let kmod = self.kmod;
+        if kmod.config.dedup {
+            let now = kmod.platform.now();
+            let mut wakes = DupWakes::<A>::new();
+            let ret = -Errno::ERESTARTSYS.raw();
+            kmod.lock(|i| i.dups.announce(self.name, self.first, ret, now, &mut wakes));
+            dups::wake_all(&mut wakes);
+        }
     }
 }
 
@@ -650,30 +779,10 @@ struct RunningHelper<
 impl<'a, P: Platform, S: Security, M: RawMutex, const A: usize, const B: usize, const C: usize>
     RunningHelper<'a, P, S, M, A, B, C>
 {
-    /// Counts a running helper and builds its command, under one lock:
-    /// `-EBUSY` while helpers are disabled (`call_usermodehelper_exec`); then
-    /// `-ENOENT` if the path was emptied since step 2, as the exec of `""` would
-    /// fail (the kernel's exec reads the path buffer only now).
-    fn enter(
-        kmod: &'a Kmod<P, S, M, A, B, C>,
-        name: &ModuleName,
-    ) -> Result<(Self, HelperCommand), Errno> {
-        let path = kmod.shared(|s| {
-            if s.helpers_disabled {
-                s.stats.helpers_refused += 1;
-                Err(Errno::EBUSY)
-            } else if s.path.is_empty() {
-                Err(Errno::ENOENT)
-            } else {
-                s.running_helpers += 1;
-                s.stats.helpers_started += 1;
-                Ok(s.path.clone())
-            }
-        })?;
-        Ok((
-            RunningHelper { kmod },
-            HelperCommand::modprobe(path, name.clone()),
-        ))
+    /// The helper ended: uncounts it with the `Kmod`'s lock already held.
+    fn exit_in(self, s: &mut Shared) {
+        s.helper_exited();
+        core::mem::forget(self);
     }
 }
 
@@ -681,12 +790,7 @@ impl<P: Platform, S: Security, M: RawMutex, const A: usize, const B: usize, cons
     for RunningHelper<'_, P, S, M, A, B, C>
 {
     fn drop(&mut self) {
-        self.kmod.shared(|s| {
-            s.running_helpers -= 1;
-            if s.running_helpers == 0 {
-                s.drain.wake();
-            }
-        });
+        self.kmod.shared(Shared::helper_exited);
     }
 }
 
@@ -708,6 +812,22 @@ impl<P: Platform, S: Security, M: RawMutex, const A: usize, const B: usize, cons
         if let Some(kmod) = self.0.take() {
             kmod.enable_helpers();
         }
+    }
+}
+
+impl<P: Platform, S: Security, M: RawMutex, const A: usize, const B: usize, const C: usize>
+    SlotLock<B> for Kmod<P, S, M, A, B, C>
+{
+    fn with_slots<R>(&self, f: impl FnOnce(&mut slots::State<B>) -> R) -> R {
+        self.lock(|i| f(&mut i.slots))
+    }
+}
+
+impl<P: Platform, S: Security, M: RawMutex, const A: usize, const B: usize, const C: usize>
+    DupLock<C, A> for Kmod<P, S, M, A, B, C>
+{
+    fn with_dups<R>(&self, f: impl FnOnce(&mut dups::State<C, A>) -> R) -> R {
+        self.lock(|i| f(&mut i.dups))
     }
 }
 

@@ -58,6 +58,13 @@ impl ModprobePath {
         self.bytes.is_empty()
     }
 
+    /// Makes this a copy of `other`, copying only its bytes.
+    pub(crate) fn copy_from(&mut self, other: &Self) {
+        self.bytes.clear();
+        // Cannot fail: `other` fits the same capacity.
+        let _ = self.bytes.extend_from_slice(&other.bytes);
+    }
+
     /// What reading the sysctl returns: the path followed by a newline.
     pub fn sysctl_read(&self) -> heapless::Vec<u8, KMOD_PATH_LEN, u16> {
         let mut out = heapless::Vec::new();

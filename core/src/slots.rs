@@ -37,21 +37,47 @@
 //! - Every waiter keeps its own deadline wherever it waits: a lobby member gets a
 //!   slot in time or fails with `-ETIME` at its deadline, exactly like a queued one.
 
+#[cfg(test)]
 use core::cell::RefCell;
-use core::future::Future;
+use core::future::{Future, poll_fn};
 use core::pin::{Pin, pin};
 use core::task::{Context, Poll, Waker};
 use core::time::Duration;
 
 use embassy_futures::select::{Either, select};
+#[cfg(test)]
 use embassy_sync::blocking_mutex::Mutex;
+#[cfg(test)]
 use embassy_sync::blocking_mutex::raw::RawMutex;
 
 use crate::Platform;
 
-/// A counting semaphore with FIFO hand-off, a deadline, and an overflow lobby.
+/// A counting semaphore with FIFO hand-off, a deadline, and an overflow
+/// lobby, under a mutex of its own, for the unit tests. (`Kmod` keeps a
+/// [`State`] inside its one mutex, next to the rest of its state, so that a
+/// request takes fewer locks: see [`SlotLock`].)
+#[cfg(test)]
 pub(crate) struct Slots<M: RawMutex, const Q: usize> {
     state: Mutex<M, RefCell<State<Q>>>,
+}
+
+/// Where a semaphore's [`State`] lives and how it is locked: in its own
+/// mutex ([`Slots`]), or as part of a larger state under one lock (`Kmod`).
+pub(crate) trait SlotLock<const Q: usize> {
+    /// Runs `f` on the state with the lock held. `f` must not wake wakers
+    /// (they are collected and woken after the lock is released).
+    fn with_slots<R>(&self, f: impl FnOnce(&mut State<Q>) -> R) -> R;
+}
+
+/// Runs `f` under `lock` and wakes what it handed over once the lock is released.
+fn with<L: SlotLock<Q> + ?Sized, const Q: usize, R>(
+    lock: &L,
+    f: impl FnOnce(&mut State<Q>, &mut Wakes) -> R,
+) -> R {
+    let mut wakes = Wakes::new();
+    let r = lock.with_slots(|s| f(s, &mut wakes));
+    wakes.wake();
+    r
 }
 
 /// A snapshot of the semaphore, for [`Stats`](crate::Stats) and tests.
@@ -75,7 +101,8 @@ struct Waiter {
     granted: bool,
 }
 
-struct State<const Q: usize> {
+/// The semaphore's state (see the module docs).
+pub(crate) struct State<const Q: usize> {
     free: usize,
     held: usize,
     peak: usize,
@@ -88,10 +115,10 @@ struct State<const Q: usize> {
 }
 
 /// Wakers to wake once the lock is released.
-struct Wakes(heapless::Vec<Waker, 4>);
+pub(crate) struct Wakes(heapless::Vec<Waker, 4>);
 
 impl Wakes {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Wakes(heapless::Vec::new())
     }
 
@@ -104,7 +131,10 @@ impl Wakes {
         }
     }
 
-    fn wake(mut self) {
+    /// Wakes them all. (By reference and inlined: usually there are none,
+    /// and a call that moves the array costs more than that check.)
+    #[inline]
+    pub(crate) fn wake(&mut self) {
         while let Some(w) = self.0.pop() {
             w.wake();
         }
@@ -112,6 +142,34 @@ impl Wakes {
 }
 
 impl<const Q: usize> State<Q> {
+    const QUEUE_NOT_EMPTY: () = assert!(Q >= 1, "the slot wait queue needs room for one waiter");
+
+    /// `permits` free slots, nobody waiting.
+    pub(crate) const fn new(permits: usize) -> Self {
+        let () = Self::QUEUE_NOT_EMPTY;
+        State {
+            free: permits,
+            held: 0,
+            peak: 0,
+            next_ticket: 0,
+            queue: heapless::Vec::new(),
+            lobby: 0,
+            lobby_gen: 0,
+            lobby_head: None,
+        }
+    }
+
+    /// A snapshot for [`Stats`](crate::Stats).
+    pub(crate) fn usage(&self) -> SlotUsage {
+        SlotUsage {
+            held: self.held,
+            peak: self.peak,
+            free: self.free,
+            queued: self.queue.iter().filter(|w| !w.granted).count(),
+            lobby: self.lobby,
+        }
+    }
+
     fn find(&self, ticket: u64) -> Option<usize> {
         self.queue.iter().position(|w| w.ticket == ticket)
     }
@@ -150,7 +208,7 @@ impl<const Q: usize> State<Q> {
         }
     }
 
-    fn release(&mut self, wakes: &mut Wakes) {
+    pub(crate) fn release(&mut self, wakes: &mut Wakes) {
         self.held -= 1;
         self.free += 1;
         self.dispatch(wakes);
@@ -225,78 +283,78 @@ impl Link {
     }
 }
 
+#[cfg(test)]
 impl<M: RawMutex, const Q: usize> Slots<M, Q> {
-    const QUEUE_NOT_EMPTY: () = assert!(Q >= 1, "the slot wait queue needs room for one waiter");
-
     pub(crate) const fn new(permits: usize) -> Self {
-        let () = Self::QUEUE_NOT_EMPTY;
         Slots {
-            state: Mutex::new(RefCell::new(State {
-                free: permits,
-                held: 0,
-                peak: 0,
-                next_ticket: 0,
-                queue: heapless::Vec::new(),
-                lobby: 0,
-                lobby_gen: 0,
-                lobby_head: None,
-            })),
-        }
-    }
-
-    fn with<R>(&self, f: impl FnOnce(&mut State<Q>, &mut Wakes) -> R) -> R {
-        let mut wakes = Wakes::new();
-        let r = self.state.lock(|s| f(&mut s.borrow_mut(), &mut wakes));
-        wakes.wake();
-        r
-    }
-
-    /// Waits for a slot, FIFO, until `deadline` on `platform`'s clock. `None`
-    /// means the deadline passed first (`-ETIME`).
-    pub(crate) async fn acquire_until<P: Platform>(
-        &self,
-        platform: &P,
-        deadline: Duration,
-    ) -> Option<SlotGuard<'_, M, Q>> {
-        let mut acquire = self.acquire();
-        let sleep = pin!(platform.sleep_until(deadline));
-        match select(&mut acquire, sleep).await {
-            Either::First(guard) => Some(guard),
-            Either::Second(()) => acquire.cancel_or_take(),
+            state: Mutex::new(RefCell::new(State::new(permits))),
         }
     }
 
     /// A future that waits for a slot with no deadline.
-    pub(crate) fn acquire(&self) -> Acquire<'_, M, Q> {
-        Acquire {
-            slots: self,
-            step: Step::Start,
-            link: Link::default(),
-        }
+    pub(crate) fn acquire(&self) -> Acquire<'_, Self, Q> {
+        acquire(self)
     }
 
     pub(crate) fn usage(&self) -> SlotUsage {
-        self.state.lock(|s| {
-            let s = s.borrow();
-            SlotUsage {
-                held: s.held,
-                peak: s.peak,
-                free: s.free,
-                queued: s.queue.iter().filter(|w| !w.granted).count(),
-                lobby: s.lobby,
-            }
-        })
+        self.with_slots(|s| s.usage())
+    }
+}
+
+#[cfg(test)]
+impl<M: RawMutex, const Q: usize> SlotLock<Q> for Slots<M, Q> {
+    fn with_slots<R>(&self, f: impl FnOnce(&mut State<Q>) -> R) -> R {
+        self.state.lock(|s| f(&mut s.borrow_mut()))
+    }
+}
+
+/// Waits for a slot of the semaphore under `lock`, FIFO, until `deadline` on
+/// `platform`'s clock. `None` means the deadline passed first (`-ETIME`).
+pub(crate) async fn acquire_until<'a, L: SlotLock<Q>, P: Platform, const Q: usize>(
+    lock: &'a L,
+    platform: &P,
+    deadline: Duration,
+) -> Option<SlotGuard<'a, L, Q>> {
+    let mut acquire = acquire(lock);
+    // Uncontended, a free slot is taken on the first poll: no timer is made.
+    if let Poll::Ready(guard) = poll_fn(|cx| Poll::Ready(Pin::new(&mut acquire).poll(cx))).await {
+        return Some(guard);
+    }
+    let sleep = pin!(platform.sleep_until(deadline));
+    match select(&mut acquire, sleep).await {
+        Either::First(guard) => Some(guard),
+        Either::Second(()) => acquire.cancel_or_take(),
+    }
+}
+
+/// A future that waits for a slot of the semaphore under `lock`, with no deadline.
+pub(crate) fn acquire<L: SlotLock<Q>, const Q: usize>(lock: &L) -> Acquire<'_, L, Q> {
+    Acquire {
+        slots: lock,
+        step: Step::Start,
+        link: Link::default(),
     }
 }
 
 /// A held slot; dropping it hands the slot to the oldest waiter.
-pub(crate) struct SlotGuard<'a, M: RawMutex, const Q: usize> {
-    slots: &'a Slots<M, Q>,
+pub(crate) struct SlotGuard<'a, L: SlotLock<Q>, const Q: usize> {
+    slots: &'a L,
 }
 
-impl<M: RawMutex, const Q: usize> Drop for SlotGuard<'_, M, Q> {
+impl<L: SlotLock<Q>, const Q: usize> SlotGuard<'_, L, Q> {
+    /// Releases the slot in `s`, the state this guard's lock guards, which
+    /// the caller holds locked already (so that releasing takes no lock of
+    /// its own); `wakes` are to be woken once it is unlocked.
+    #[inline]
+    pub(crate) fn release_in(self, s: &mut State<Q>, wakes: &mut Wakes) {
+        s.release(wakes);
+        core::mem::forget(self);
+    }
+}
+
+impl<L: SlotLock<Q>, const Q: usize> Drop for SlotGuard<'_, L, Q> {
     fn drop(&mut self) {
-        self.slots.with(|s, wakes| s.release(wakes));
+        with(self.slots, |s, wakes| s.release(wakes));
     }
 }
 
@@ -306,23 +364,23 @@ enum Step {
     Done,
 }
 
-/// The future of [`Slots::acquire`]. Unpin; cancel-safe.
-pub(crate) struct Acquire<'a, M: RawMutex, const Q: usize> {
-    slots: &'a Slots<M, Q>,
+/// The future of [`acquire`]. Unpin; cancel-safe.
+pub(crate) struct Acquire<'a, L: SlotLock<Q>, const Q: usize> {
+    slots: &'a L,
     step: Step,
     link: Link,
 }
 
-impl<'a, M: RawMutex, const Q: usize> Acquire<'a, M, Q> {
+impl<'a, L: SlotLock<Q>, const Q: usize> Acquire<'a, L, Q> {
     /// Gives up waiting, unless a slot was already handed over (then returns it).
-    pub(crate) fn cancel_or_take(&mut self) -> Option<SlotGuard<'a, M, Q>> {
+    pub(crate) fn cancel_or_take(&mut self) -> Option<SlotGuard<'a, L, Q>> {
         let Step::Waiting(ticket) = self.step else {
             return None;
         };
         self.step = Step::Done;
         let slots = self.slots;
         let link = &mut self.link;
-        let granted = slots.with(|s, wakes| match s.find(ticket) {
+        let granted = with(slots, |s, wakes| match s.find(ticket) {
             Some(i) => {
                 let w = s.queue.remove(i);
                 s.room_opened(wakes);
@@ -392,13 +450,13 @@ impl<'a, M: RawMutex, const Q: usize> Acquire<'a, M, Q> {
     }
 }
 
-impl<'a, M: RawMutex, const Q: usize> Future for Acquire<'a, M, Q> {
-    type Output = SlotGuard<'a, M, Q>;
+impl<'a, L: SlotLock<Q>, const Q: usize> Future for Acquire<'a, L, Q> {
+    type Output = SlotGuard<'a, L, Q>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
         let slots = this.slots;
-        let ready = slots.with(|s, wakes| match this.step {
+        let ready = with(slots, |s, wakes| match this.step {
             Step::Done => false,
             Step::Start => {
                 if s.free > 0 && s.lobby == 0 && !s.has_queued() {
@@ -434,7 +492,7 @@ impl<'a, M: RawMutex, const Q: usize> Future for Acquire<'a, M, Q> {
     }
 }
 
-impl<M: RawMutex, const Q: usize> Drop for Acquire<'_, M, Q> {
+impl<L: SlotLock<Q>, const Q: usize> Drop for Acquire<'_, L, Q> {
     fn drop(&mut self) {
         // A slot handed to us but never picked up goes on to the next waiter.
         drop(self.cancel_or_take());
@@ -461,9 +519,9 @@ mod tests {
 
     /// A waiter polled by hand, with a waker that counts its wakes.
     struct Task<'a, const Q: usize> {
-        fut: Acquire<'a, CriticalSectionRawMutex, Q>,
+        fut: Acquire<'a, Slots<CriticalSectionRawMutex, Q>, Q>,
         wakes: Arc<Counter>,
-        guard: Option<SlotGuard<'a, CriticalSectionRawMutex, Q>>,
+        guard: Option<SlotGuard<'a, Slots<CriticalSectionRawMutex, Q>, Q>>,
     }
 
     impl<'a, const Q: usize> Task<'a, Q> {

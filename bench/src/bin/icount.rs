@@ -3,12 +3,14 @@
 //! callgrind then counts only the instructions of the request loop
 //! (name formatting, checks, slot, duplicate table, command, helper, result).
 //!
-//! `icount <noop|cs> <requests>`: `noop` is a `Kmod` with `NoopRawMutex`
+//! `icount <noop|cs> <requests> [first|dup]`: `noop` is a `Kmod` with `NoopRawMutex`
 //! (what a uniprocessor kernel's lock costs: nearly nothing), `cs` the default
 //! `CriticalSectionRawMutex` over the host's `critical-section` (`std`: a
 //! global mutex and a thread-local flag). Every name is distinct, so every
 //! request is a first request: it runs the (instant) helper and fills the
 //! duplicate table, which from the 65th name on drops its oldest entry.
+//! With `dup`, every request is for one name whose finished entry lingers:
+//! each is a duplicate answered from the table.
 
 use std::process::ExitCode;
 
@@ -20,10 +22,17 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let (Some(mutex), Some(count)) = (args.first(), args.get(1).and_then(|n| n.parse().ok()))
     else {
-        eprintln!("usage: icount <noop|cs> <requests>");
+        eprintln!("usage: icount <noop|cs> <requests> [first|dup]");
         return ExitCode::from(2);
     };
-    let names = reqmod_bench::names(count);
+    let names = match args.get(2).map(String::as_str) {
+        None | Some("first") => reqmod_bench::names(count),
+        Some("dup") => vec!["warm-up".to_string(); count],
+        Some(other) => {
+            eprintln!("icount: unknown kind {other:?} (first or dup)");
+            return ExitCode::from(2);
+        }
+    };
     let failures = match mutex.as_str() {
         "noop" => run::<NoopRawMutex>(&names),
         "cs" => run::<CriticalSectionRawMutex>(&names),
