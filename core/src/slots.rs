@@ -44,7 +44,6 @@ use core::pin::{Pin, pin};
 use core::task::{Context, Poll, Waker};
 use core::time::Duration;
 
-use embassy_futures::select::{Either, select};
 #[cfg(test)]
 use embassy_sync::blocking_mutex::Mutex;
 #[cfg(test)]
@@ -320,11 +319,23 @@ pub(crate) async fn acquire_until<'a, L: SlotLock<Q>, P: Platform, const Q: usiz
     if let Poll::Ready(guard) = poll_fn(|cx| Poll::Ready(Pin::new(&mut acquire).poll(cx))).await {
         return Some(guard);
     }
-    let sleep = pin!(platform.sleep_until(deadline));
-    match select(&mut acquire, sleep).await {
-        Either::First(guard) => Some(guard),
-        Either::Second(()) => acquire.cancel_or_take(),
-    }
+    // It waits: now the platform's timer. The slot was polled just now, in
+    // this same poll of the task, so the first round only arms the timer.
+    let mut sleep = pin!(platform.sleep_until(deadline));
+    let mut just_polled = true;
+    poll_fn(|cx| {
+        // The slot first: a hand-off wins over the timeout, as in `down_timeout`.
+        if !core::mem::take(&mut just_polled)
+            && let Poll::Ready(guard) = Pin::new(&mut acquire).poll(cx)
+        {
+            return Poll::Ready(Some(guard));
+        }
+        match sleep.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(acquire.cancel_or_take()),
+            Poll::Pending => Poll::Pending,
+        }
+    })
+    .await
 }
 
 /// A future that waits for a slot of the semaphore under `lock`, with no deadline.
