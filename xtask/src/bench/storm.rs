@@ -206,9 +206,17 @@ pub fn run(opts: &Options, report: &mut Report) -> Result<(), String> {
     let nodedup_stats = helpers(&nodedup_args)?;
 
     let (c, b, n) = (median(&cli), median(&base), median(&nodedup));
-    let r_xargs = c / b;
-    let r_nodedup = n / c;
+    // Ratios: medians of the per-round ratios (each round runs the three
+    // one right after the other, so a slow drift of the host cancels).
     let per_round: Vec<f64> = cli.iter().zip(&base).map(|(c, b)| c / b).collect();
+    let r_xargs = median(&per_round);
+    let r_nodedup = median(
+        &nodedup
+            .iter()
+            .zip(&cli)
+            .map(|(n, c)| n / c)
+            .collect::<Vec<_>>(),
+    );
     report.rows.push(Row {
         section: "2".into(),
         what: format!(
@@ -242,7 +250,8 @@ pub fn run(opts: &Options, report: &mut Report) -> Result<(), String> {
              than that: they are all issued at once). The baseline is the least work any \
              autoloader must do: `/bin/true` once per distinct name, 50 at a time, by \
              `xargs`. Wall time from spawn to exit of the process, {reps} rounds, each round \
-             running the three one after the other; medians. Standard output of `reqmod` is \
+             running the three one after the other; the values are medians, the ratios \
+             medians of the per-round ratios. Standard output of `reqmod` is \
              read and checked (every line `0<TAB>name`, in input order); its standard error \
              (one `duplicate request` warning per duplicate, as the kernel prints) goes to \
              `/dev/null`. Per-round ratio reqmod/xargs: {per_round}. Counters from one more \
