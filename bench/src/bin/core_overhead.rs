@@ -1,6 +1,6 @@
 //! What the core adds to each request, next to what one helper costs.
 //!
-//! `core_overhead [--reps N] [--scale F]` prints `key value` lines (medians of
+//! `core_overhead [--reps N] [--scale F] [--only KIND]` prints `key value` lines (medians of
 //! `N` interleaved repetitions, nanoseconds per request):
 //!
 //! - `spawn`: one helper run of `/bin/true` through `LinuxPlatform::run_helper`
@@ -99,12 +99,15 @@ impl Platform for Zst {
 struct Options {
     reps: usize,
     scale: f64,
+    /// Run only the measurement whose first key is this (for profiling).
+    only: Option<String>,
 }
 
 fn parse() -> Result<Options, String> {
     let mut o = Options {
         reps: 5,
         scale: 1.0,
+        only: None,
     };
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut it = args.iter();
@@ -113,6 +116,7 @@ fn parse() -> Result<Options, String> {
         match a.as_str() {
             "--reps" => o.reps = value()?.parse().map_err(|e| format!("--reps: {e}"))?,
             "--scale" => o.scale = value()?.parse().map_err(|e| format!("--scale: {e}"))?,
+            "--only" => o.only = Some(value()?.clone()),
             other => return Err(format!("unknown argument {other:?}")),
         }
     }
@@ -126,7 +130,9 @@ fn main() -> ExitCode {
     let o = match parse() {
         Ok(o) => o,
         Err(e) => {
-            eprintln!("core_overhead: {e}\nusage: core_overhead [--reps N] [--scale F]");
+            eprintln!(
+                "core_overhead: {e}\nusage: core_overhead [--reps N] [--scale F] [--only KIND]"
+            );
             return ExitCode::from(2);
         }
     };
@@ -161,6 +167,14 @@ fn main() -> ExitCode {
             Box::new(move || pair(threads_wait(threads, n(20_000)))),
         ),
     ];
+    let rows: Vec<_> = rows
+        .into_iter()
+        .filter(|(keys, _)| {
+            o.only
+                .as_ref()
+                .is_none_or(|only| keys.first() == Some(&only.as_str()))
+        })
+        .collect();
     let mut samples: Vec<Vec<Vec<f64>>> = rows
         .iter()
         .map(|(keys, _)| vec![Vec::new(); keys.len()])
