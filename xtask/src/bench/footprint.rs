@@ -80,6 +80,37 @@ fn symbols(elf: &Path) -> Result<HashMap<String, (u64, char)>, String> {
     Ok(map)
 }
 
+/// A symbol as `llvm-nm --demangle` (LLVM 14) leaves Rust's legacy
+/// mangling, made readable: `$LT$`… escapes decoded, the hash dropped.
+fn tidy(name: &str) -> String {
+    let mut s = name.to_string();
+    for (from, to) in [
+        ("$LT$", "<"),
+        ("$GT$", ">"),
+        ("$C$", ","),
+        ("$u20$", " "),
+        ("$u27$", "'"),
+        ("$u7b$", "{"),
+        ("$u7d$", "}"),
+        ("$RF$", "&"),
+        ("$BP$", "*"),
+        ("..", "::"),
+    ] {
+        s = s.replace(from, to);
+    }
+    if let Some(stripped) = s.strip_prefix('_') {
+        s = stripped.to_string();
+    }
+    // `::h` and 16 hex digits at the end.
+    if let Some(at) = s.rfind("::h")
+        && s.len() - at == 19
+        && s[at + 3..].bytes().all(|b| b.is_ascii_hexdigit())
+    {
+        s.truncate(at);
+    }
+    s
+}
+
 /// Boots `elf` on QEMU for a few seconds; its console output.
 fn boot(elf: &Path) -> Result<String, String> {
     let qemu = crate::qemu::ensure_qemu()?;
@@ -201,7 +232,7 @@ pub fn run(opts: &Options, report: &mut Report) -> Result<(), String> {
         .iter()
         .take(12)
         .map(|(size, name)| {
-            let short: String = name.chars().take(110).collect();
+            let short: String = tidy(name).chars().take(110).collect();
             format!("{size:>6} {short}")
         })
         .collect();
@@ -234,9 +265,10 @@ pub fn run(opts: &Options, report: &mut Report) -> Result<(), String> {
              table entries, `CriticalSectionRawMutex` over an interrupts-off \
              `critical-section`): a waiting request, a `nowait` one (a duplicate), a \
              helper-path write and the counters. The difference of `.text + .rodata` is the \
-             core plus the port's glue (`Platform` impl, a polling `sleep_until`, the \
-             critical section: a few hundred bytes), plus `memmove`/`memcpy` and \
-             `core::fmt` pieces the baseline kernel did not need. RAM: `KMOD` is the only \
+             core plus the port's glue (the `Platform` impl, a polling `sleep_until`, the \
+             interrupts-off critical section, the calls: small, and mostly inlined into \
+             the request future's poll function, the biggest symbol below), plus \
+             `memmove`/`memcpy` and `core::fmt` pieces the baseline kernel did not need. RAM: `KMOD` is the only \
              static the core adds (in `.data`: its initial value is not all zeros), \
              {kmod} bytes on riscv64, the same as `size_of::<Kmod<_>>()` on the 64-bit host. \
              Both kernels are booted as a smoke test: {smoke}. The biggest symbols only the \

@@ -17,8 +17,7 @@ const SHARE_GOAL: f64 = 0.2;
 
 /// Runs the section.
 pub fn run(opts: &Options, report: &mut Report) -> Result<(), String> {
-    let overhead = core_overhead(opts, report)?;
-    let icount = instructions(report);
+    let overhead = core_overhead(opts, report, &[])?;
     let get = |k: &str| -> Result<f64, String> {
         overhead
             .get(k)
@@ -71,6 +70,79 @@ pub fn run(opts: &Options, report: &mut Report) -> Result<(), String> {
             met: Some(share < SHARE_GOAL),
         });
     }
+    // The same slot waits with both threads on one CPU: what is left without
+    // waking a thread parked on the other CPU at every hand-off.
+    let pinned = if std::path::Path::new("/usr/bin/taskset").exists() && threads >= 2 {
+        match core_overhead(opts, report, &["--only", "threads_wait"]) {
+            Ok(p) => p.get("threads_wait").map(|(m, _)| *m),
+            Err(e) => {
+                eprintln!("xtask bench: pinned run failed: {e}");
+                None
+            }
+        }
+    } else {
+        None
+    };
+    if let Some(v) = pinned {
+        report.rows.push(Row {
+            section: "1".into(),
+            what: format!(
+                "core, {threads} threads pinned to one CPU (taskset -c 0): waits for a slot"
+            ),
+            value: format!("{}/request", ns(v)),
+            baseline: format!("spawn+wait /bin/true {}", ns(spawn)),
+            ratio: format!("{:.3}%", 100.0 * v / spawn),
+            goal: "(info)".into(),
+            met: None,
+        });
+    }
+    report.note(
+        "1",
+        format!(
+            "**Method.** `bench/src/bin/core_overhead.rs`, {reps} interleaved rounds, medians. \
+             Baseline: one helper run of `/bin/true` through `LinuxPlatform::run_helper` \
+             (the Linux port's own spawn: `clone(CLONE_VM|CLONE_VFORK)` + `execve`, pidfd, \
+             epoll reactor, reaping), waited for with `reqmod_linux::block_on`, \
+             {spawn} per run. *Virtual time*: a default `Kmod` (`CriticalSectionRawMutex`) \
+             on `reqmod::sim` with recording off and a helper that exits 0 at once, driven \
+             by `embassy_futures::block_on` (wait: batches of 32 tasks on the simulator's \
+             executor, `max_concurrent` 1, helper lasting 1 ns of virtual time, so 31 of \
+             32 requests wait in the slot queue; this row includes the executor's task \
+             spawn, wakes and timer). *Threads*: {threads} threads (one per host CPU) \
+             requesting at once through one default `Kmod` whose platform uses \
+             `reqmod_linux`'s clock and timers and whose helper returns at once, each \
+             request driven by `reqmod_linux::block_on` (wait: `max_concurrent` 1, each \
+             thread runs batches of 16 with `block_on_all`, the helper yields once so the \
+             slot is held across a poll: requests queue for it from both threads, and \
+             each waits with the port's 5 s timer armed). The share is the median of the \
+             per-round shares (this kind ÷ the spawn measured in the same round). Thread \
+             figures are CPU time of the requesting threads per request (the work a \
+             request costs; the median wall time × threads ÷ requests, which adds time \
+             spent parked or preempted, is in the raw figures). First requests use \
+             distinct names, so the 64-entry table evicts an entry on every request; \
+             duplicates hit one lingering entry. The thread figures are bimodal on this \
+             machine (rounds where the two threads contend for the host's global \
+             `critical-section` mutex and wake each other through futexes, and rounds \
+             where they mostly do not): see the raw figures.",
+            reps = opts.reps + 4,
+            spawn = ns(spawn),
+        ),
+    );
+    if pinned.is_some() {
+        report.note(
+            "1",
+            "**Slot waits across threads.** Under `perf`, half of the CPU time of the \
+             threaded slot waits is the kernel waking the other thread (`futex_wake` → \
+             `try_to_wake_up` from the slot hand-off's waker, and the woken thread's \
+             context switch): handing a slot to a request parked on another CPU costs a \
+             thread wake-up, as the kernel's `up()` on its semaphore does. The pinned row \
+             runs the same measurement with both threads on one CPU (`taskset -c 0`), \
+             where most hand-offs find the other thread not yet parked; its share is \
+             against the median spawn of the main run."
+                .to_string(),
+        );
+    }
+    let icount = instructions(report);
     match icount {
         Ok(counts) => {
             for (mutex, kind, label, per_request) in counts {
@@ -110,37 +182,12 @@ pub fn run(opts: &Options, report: &mut Report) -> Result<(), String> {
             ),
         );
     }
-    report.note(
-        "1",
-        format!(
-            "**Method.** `bench/src/bin/core_overhead.rs`, {reps} interleaved rounds, medians. \
-             Baseline: one helper run of `/bin/true` through `LinuxPlatform::run_helper` \
-             (the Linux port's own spawn: `clone(CLONE_VM|CLONE_VFORK)` + `execve`, pidfd, \
-             epoll reactor, reaping), waited for with `reqmod_linux::block_on`, \
-             {spawn} per run. *Virtual time*: a default `Kmod` (`CriticalSectionRawMutex`) \
-             on `reqmod::sim` with recording off and a helper that exits 0 at once, driven \
-             by `embassy_futures::block_on` (wait: batches of 32 tasks on the simulator's \
-             executor, `max_concurrent` 1, helper lasting 1 ns of virtual time, so 31 of \
-             32 requests wait in the slot queue; this row includes the executor's task \
-             spawn, wakes and timer). *Threads*: {threads} threads (one per host CPU) \
-             requesting at once through one default `Kmod` whose platform uses \
-             `reqmod_linux`'s clock and timers and whose helper returns at once, each \
-             request driven by `reqmod_linux::block_on` (wait: `max_concurrent` 1, each \
-             thread runs batches of 16 with `block_on_all`, the helper yields once so the \
-             slot is held across a poll: requests queue for it from both threads). \
-             The share is the median of the per-round shares (this kind ÷ the spawn \
-             measured in the same round). \
-             Thread figures are CPU time of the requesting threads per request (the \
-             work a request costs; the median wall time × threads ÷ requests, which \
-             adds time spent parked or preempted, is in the raw figures). First \
-             requests use distinct names, so the 64-entry table evicts an entry on \
-             every request; duplicates hit one lingering entry.",
-            reps = opts.reps + 4,
-            spawn = ns(spawn),
-        ),
-    );
-    for (k, (m, all)) in &overhead {
-        if k != "threads" && k != "kmod_size" {
+    let mut keys: Vec<&String> = overhead.keys().collect();
+    keys.sort();
+    for k in keys {
+        if let Some((m, all)) = overhead.get(k)
+            && !matches!(k.as_str(), "threads" | "kmod_size" | "reps")
+        {
             report.raw("1", format!("{k}: median {m:.1} ns; rounds {all}"));
         }
     }
@@ -149,22 +196,48 @@ pub fn run(opts: &Options, report: &mut Report) -> Result<(), String> {
 
 type Figures = HashMap<String, (f64, String)>;
 
-fn core_overhead(opts: &Options, report: &mut Report) -> Result<Figures, String> {
+/// Runs `core_overhead` (pinned to CPU 0 with `taskset` when `extra` is
+/// not empty) and reads its `key median rounds` lines.
+fn core_overhead(opts: &Options, report: &mut Report, extra: &[&str]) -> Result<Figures, String> {
     let bin = release_bin("core_overhead");
     let reps = opts.reps + 4;
     let scale = if opts.quick { "0.3" } else { "2" };
-    let args = vec![
+    let mut args = vec![
         "--reps".to_string(),
         reps.to_string(),
         "--scale".into(),
         scale.into(),
     ];
-    echo(&bin, &args);
+    args.extend(extra.iter().map(|a| a.to_string()));
+    let (program, shown) = if extra.is_empty() {
+        (bin.clone(), "target/release/core_overhead".to_string())
+    } else {
+        args.splice(
+            0..0,
+            ["-c".to_string(), "0".into(), bin.display().to_string()],
+        );
+        (
+            std::path::PathBuf::from("/usr/bin/taskset"),
+            "taskset -c 0 target/release/core_overhead".to_string(),
+        )
+    };
+    echo(&program, &args);
+    let shown_args: Vec<&String> = args
+        .iter()
+        .skip(if extra.is_empty() { 0 } else { 3 })
+        .collect();
     report.command(
         "1",
-        format!("target/release/core_overhead {}", args.join(" ")),
+        format!(
+            "{shown} {}",
+            shown_args
+                .iter()
+                .map(|a| a.as_str())
+                .collect::<Vec<_>>()
+                .join(" ")
+        ),
     );
-    let out = Command::new(&bin)
+    let out = Command::new(&program)
         .args(&args)
         .output()
         .map_err(|e| format!("cannot run {}: {e}", bin.display()))?;
