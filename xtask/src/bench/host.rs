@@ -131,8 +131,9 @@ pub fn run(opts: &Options, report: &mut Report) -> Result<(), String> {
     if pinned.is_some() {
         report.note(
             "1",
-            "**Slot waits across threads.** Under `perf`, half of the CPU time of the \
-             threaded slot waits is the kernel waking the other thread (`futex_wake` → \
+            "**Slot waits across threads.** Profiled once with `perf record -g` \
+             (`core_overhead --only threads_wait`): about half of the CPU time of the \
+             threaded slot waits was the kernel waking the other thread (`futex_wake` → \
              `try_to_wake_up` from the slot hand-off's waker, and the woken thread's \
              context switch): handing a slot to a request parked on another CPU costs a \
              thread wake-up, as the kernel's `up()` on its semaphore does. The pinned row \
