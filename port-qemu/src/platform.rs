@@ -175,10 +175,13 @@ pub fn all_counts() -> BTreeMap<String, NameCounts> {
 
 fn count(name: &str, f: impl FnOnce(&mut NameCounts)) {
     critical_section::with(|cs| {
-        f(BY_NAME
-            .borrow_ref_mut(cs)
-            .entry(String::from(name))
-            .or_default())
+        let mut by_name = BY_NAME.borrow_ref_mut(cs);
+        // Allocate a key only for a new name: a storm of duplicates for known
+        // names then takes no allocator lock here.
+        match by_name.get_mut(name) {
+            Some(counts) => f(counts),
+            None => f(by_name.entry(String::from(name)).or_default()),
+        }
     });
 }
 
