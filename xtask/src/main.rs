@@ -76,6 +76,7 @@ fn test(args: &[String]) -> ExitCode {
     let qemu = !args.iter().any(|a| a == "--no-qemu");
     let root = repo_root();
     let kernel = root.join("port-qemu");
+    let footprint = root.join("bench/footprint");
     let step =
         |dir: &Path, args: Vec<&'static str>, env: &'static [(&'static str, &'static str)]| Step {
             dir: dir.to_path_buf(),
@@ -86,6 +87,7 @@ fn test(args: &[String]) -> ExitCode {
     let steps = [
         step(&root, vec!["fmt", "--all", "--check"], &[]),
         step(&kernel, vec!["fmt", "--check"], &[]),
+        step(&footprint, vec!["fmt", "--check"], &[]),
         step(
             &root,
             vec![
@@ -121,6 +123,7 @@ fn test(args: &[String]) -> ExitCode {
             &[],
         ),
         step(&kernel, vec!["clippy", "--", "-D", "warnings"], &[]),
+        step(&footprint, vec!["clippy", "--", "-D", "warnings"], &[]),
         step(&root, vec!["doc", "--workspace", "--no-deps"], DENY),
         step(
             &root,
