@@ -9,6 +9,7 @@
 //! Only `std`; every step prints the command it runs.
 
 mod bench;
+mod proc;
 mod qemu;
 
 use std::path::Path;

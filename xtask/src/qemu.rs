@@ -233,24 +233,10 @@ pub fn repo_root() -> PathBuf {
 /// workspace, target and linker flags) and returns the ELF path.
 pub fn kernel_elf(release: bool) -> Result<PathBuf, String> {
     let dir = repo_root().join("port-qemu");
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let mut cmd = Command::new(cargo);
-    cmd.arg("build").current_dir(&dir);
+    let mut cmd = crate::proc::bare_metal_cargo(&dir);
+    cmd.arg("build");
     if release {
         cmd.arg("--release");
-    }
-    // The kernel's `.cargo/config.toml` carries the target, the linker scripts
-    // and the code model: flags or a target dir from our environment (set for
-    // the host build of xtask) must not replace them.
-    for var in [
-        "RUSTFLAGS",
-        "CARGO_ENCODED_RUSTFLAGS",
-        "CARGO_BUILD_RUSTFLAGS",
-        "CARGO_BUILD_TARGET",
-        "CARGO_TARGET_DIR",
-        "CARGO_BUILD_TARGET_DIR",
-    ] {
-        cmd.env_remove(var);
     }
     println!(
         "+ (cd {}; cargo build{})",
@@ -439,25 +425,18 @@ impl Boot {
                     sink.lock().expect("no panics hold it").push(line);
                 }
             });
-            let deadline = start + self.timeout;
-            let result = loop {
-                match child.try_wait() {
-                    Ok(Some(st)) => break (st.code(), false, start.elapsed()),
-                    Ok(None) if Instant::now() >= deadline => {
-                        let _ = child.kill();
-                        let st = child.wait().ok().and_then(|s| s.code());
-                        eprintln!(
-                            "xtask qemu: QEMU still running after {} s: killed",
-                            self.timeout.as_secs()
-                        );
-                        break (st, true, start.elapsed());
-                    }
-                    Ok(None) => std::thread::sleep(Duration::from_millis(10)),
-                    Err(e) => {
-                        let _ = child.kill();
-                        eprintln!("xtask qemu: waiting for QEMU: {e}");
-                        break (None, true, start.elapsed());
-                    }
+            let result = match crate::proc::wait_or_kill(&mut child, self.timeout) {
+                Ok(Some(st)) => (st.code(), false, start.elapsed()),
+                Ok(None) => {
+                    eprintln!(
+                        "xtask qemu: QEMU still running after {} s: killed",
+                        self.timeout.as_secs()
+                    );
+                    (None, true, start.elapsed())
+                }
+                Err(e) => {
+                    eprintln!("xtask qemu: {e}");
+                    (None, true, start.elapsed())
                 }
             };
             let _ = reader.join();

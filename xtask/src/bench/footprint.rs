@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::report::{Report, Row, thousands};
 use super::{Options, output};
@@ -19,21 +19,8 @@ const RAM_GOAL: u64 = 10 * 1024;
 /// Builds both kernels; their ELF paths (with, without).
 fn build(report: &mut Report) -> Result<(PathBuf, PathBuf), String> {
     let dir = crate::repo_root().join("bench").join("footprint");
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let mut cmd = Command::new(cargo);
-    cmd.args(["build", "--release"]).current_dir(&dir);
-    // The kernels' `.cargo/config.toml` sets the target and linker script:
-    // nothing from xtask's own build may replace it.
-    for var in [
-        "RUSTFLAGS",
-        "CARGO_ENCODED_RUSTFLAGS",
-        "CARGO_BUILD_RUSTFLAGS",
-        "CARGO_BUILD_TARGET",
-        "CARGO_TARGET_DIR",
-        "CARGO_BUILD_TARGET_DIR",
-    ] {
-        cmd.env_remove(var);
-    }
+    let mut cmd = crate::proc::bare_metal_cargo(&dir);
+    cmd.args(["build", "--release"]);
     eprintln!("$ (cd bench/footprint; cargo build --release)");
     report.command("3", "(cd bench/footprint && cargo build --release)");
     let status = cmd.status().map_err(|e| format!("cannot run cargo: {e}"))?;
@@ -143,19 +130,7 @@ fn boot(elf: &Path) -> Result<String, String> {
         let _ = out.read_to_end(&mut s);
         s
     });
-    let start = Instant::now();
-    let status = loop {
-        match child.try_wait() {
-            Ok(Some(st)) => break Some(st),
-            Ok(None) if start.elapsed() > Duration::from_secs(30) => {
-                let _ = child.kill();
-                let _ = child.wait();
-                break None;
-            }
-            Ok(None) => std::thread::sleep(Duration::from_millis(10)),
-            Err(e) => return Err(format!("waiting for QEMU: {e}")),
-        }
-    };
+    let status = crate::proc::wait_or_kill(&mut child, Duration::from_secs(30))?;
     let text = String::from_utf8_lossy(&reader.join().unwrap_or_default()).into_owned();
     let line = text
         .lines()

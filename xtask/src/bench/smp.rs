@@ -24,21 +24,9 @@ const EFFICIENCY_GOAL: f64 = 0.85;
 /// (`cargo xtask qemu …`) stays as it is.
 fn quiet_kernel(report: &mut Report) -> Result<PathBuf, String> {
     let dir = crate::repo_root().join("port-qemu");
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let mut cmd = Command::new(cargo);
+    let mut cmd = crate::proc::bare_metal_cargo(&dir);
     cmd.args(["build", "--release", "--target-dir", "target/bench-quiet"])
-        .current_dir(&dir)
         .env("DEFMT_LOG", "error");
-    for var in [
-        "RUSTFLAGS",
-        "CARGO_ENCODED_RUSTFLAGS",
-        "CARGO_BUILD_RUSTFLAGS",
-        "CARGO_BUILD_TARGET",
-        "CARGO_TARGET_DIR",
-        "CARGO_BUILD_TARGET_DIR",
-    ] {
-        cmd.env_remove(var);
-    }
     let shown =
         "(cd port-qemu && DEFMT_LOG=error cargo build --release --target-dir target/bench-quiet)";
     eprintln!("$ {shown}");
@@ -169,19 +157,7 @@ fn boot(qemu: &Path, elf: &Path, smp: u32, append: &str) -> Result<Storm, String
             }
         })
     };
-    let start = Instant::now();
-    let status = loop {
-        match child.try_wait() {
-            Ok(Some(st)) => break Some(st),
-            Ok(None) if start.elapsed() > Duration::from_secs(300) => {
-                let _ = child.kill();
-                let _ = child.wait();
-                break None;
-            }
-            Ok(None) => std::thread::sleep(Duration::from_millis(5)),
-            Err(e) => return Err(format!("waiting for QEMU: {e}")),
-        }
-    };
+    let status = crate::proc::wait_or_kill(&mut child, Duration::from_secs(300))?;
     let _ = reader.join();
     let lines = lines.lock().expect("reader done").clone();
     let find = |prefix: &str| lines.iter().find(|(_, l)| l.starts_with(prefix)).cloned();
