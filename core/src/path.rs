@@ -75,6 +75,48 @@ impl ModprobePath {
     }
 }
 
+impl AsRef<[u8]> for ModprobePath {
+    fn as_ref(&self) -> &[u8] {
+        self.as_bytes()
+    }
+}
+
+impl PartialEq<[u8]> for ModprobePath {
+    fn eq(&self, other: &[u8]) -> bool {
+        self.as_bytes() == other
+    }
+}
+
+impl PartialEq<&[u8]> for ModprobePath {
+    fn eq(&self, other: &&[u8]) -> bool {
+        self.as_bytes() == *other
+    }
+}
+
+impl<const N: usize> PartialEq<[u8; N]> for ModprobePath {
+    fn eq(&self, other: &[u8; N]) -> bool {
+        self.as_bytes() == other
+    }
+}
+
+impl<const N: usize> PartialEq<&[u8; N]> for ModprobePath {
+    fn eq(&self, other: &&[u8; N]) -> bool {
+        self.as_bytes() == *other
+    }
+}
+
+impl PartialEq<str> for ModprobePath {
+    fn eq(&self, other: &str) -> bool {
+        self.as_bytes() == other.as_bytes()
+    }
+}
+
+impl PartialEq<&str> for ModprobePath {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_bytes() == other.as_bytes()
+    }
+}
+
 impl Default for ModprobePath {
     fn default() -> Self {
         Self::default_path()
@@ -111,6 +153,16 @@ mod tests {
     #[test]
     fn default_is_sbin_modprobe() {
         assert_eq!(ModprobePath::default().as_bytes(), b"/sbin/modprobe");
+    }
+
+    #[test]
+    fn compares_with_bytes_and_strings() {
+        let p = ModprobePath::default();
+        assert_eq!(p, b"/sbin/modprobe");
+        assert_eq!(p, &b"/sbin/modprobe"[..]);
+        assert_eq!(p, "/sbin/modprobe");
+        assert_ne!(p, "/sbin/modprobe\n");
+        assert_eq!(p.as_ref(), b"/sbin/modprobe");
     }
 
     #[test]

@@ -184,6 +184,11 @@ impl SimPlatform {
         }
     }
 
+    /// The virtual time (also [`Platform::now`]).
+    pub fn now(&self) -> Duration {
+        self.now.get()
+    }
+
     /// Decides what every following helper run does.
     pub fn set_script(&self, script: impl Fn(&HelperCommand) -> Behavior + 'static) {
         *self.script.borrow_mut() = Box::new(script);
