@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use reqmod::sim::{Behavior, Executor, SimPlatform};
-use reqmod::{KernelRet, Kmod, Platform};
+use reqmod::{KernelRet, Kmod};
 
 fn main() {
     let real = Instant::now();
