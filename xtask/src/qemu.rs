@@ -155,7 +155,6 @@ const DEMO_DEVICES: &[&str] = &[
 
 /// Builds the kernel and boots the demo (`-smp 4`, several virtio devices,
 /// two of one kind), printing the decoded log.
-#[allow(dead_code, reason = "for `cargo xtask demo` in main.rs")]
 pub fn demo() -> ExitCode {
     run_demo(&Options {
         release: true,
@@ -180,7 +179,6 @@ fn run_demo(opts: &Options) -> ExitCode {
 /// Boots the selftest on `smp` harts. Success only if QEMU exits with status
 /// 0 (from the `sifive_test` device) and the log says every check passed; a
 /// QEMU still running after the timeout is killed and counts as failure.
-#[allow(dead_code, reason = "for `cargo xtask test` in main.rs")]
 pub fn selftest(smp: u32) -> ExitCode {
     run_selftest(&Options {
         smp: Some(smp),
