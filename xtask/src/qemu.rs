@@ -32,6 +32,23 @@ const QEMU_PACKAGE: &str = "qemu-system-misc";
 const TARGET: &str = "riscv64gc-unknown-none-elf";
 /// The line the selftest prints when every check passed.
 const SELFTEST_PASSED: &str = "selftest: all checks passed";
+/// The arguments every boot of a kernel here shares: QEMU's `virt` machine
+/// under OpenSBI, no display, the one UART on standard output, no monitor,
+/// and a guest reset ends QEMU instead of rebooting.
+pub const VIRT_ARGS: &[&str] = &[
+    "-machine",
+    "virt",
+    "-bios",
+    "default",
+    "-display",
+    "none",
+    "-serial",
+    "stdio",
+    "-monitor",
+    "none",
+    "-no-reboot",
+];
+
 /// Default wall-clock limit of one boot.
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(180);
 
@@ -363,17 +380,8 @@ impl Boot {
         let locations = table.get_locations(&elf_bytes).unwrap_or_default();
 
         let mut cmd = Command::new(&qemu);
-        cmd.args(["-machine", "virt", "-bios", "default", "-m", "128M"])
-            .args(["-smp", &self.smp.to_string()])
-            .args([
-                "-display",
-                "none",
-                "-serial",
-                "stdio",
-                "-monitor",
-                "none",
-                "-no-reboot",
-            ])
+        cmd.args(VIRT_ARGS)
+            .args(["-m", "128M", "-smp", &self.smp.to_string()])
             .args(["-append", &self.append])
             .arg("-kernel")
             .arg(&elf);

@@ -102,22 +102,8 @@ fn tidy(name: &str) -> String {
 fn boot(elf: &Path) -> Result<String, String> {
     let qemu = crate::qemu::ensure_qemu()?;
     let mut child = Command::new(qemu)
-        .args([
-            "-machine",
-            "virt",
-            "-bios",
-            "default",
-            "-m",
-            "64M",
-            "-display",
-            "none",
-            "-serial",
-            "stdio",
-            "-monitor",
-            "none",
-            "-no-reboot",
-            "-kernel",
-        ])
+        .args(crate::qemu::VIRT_ARGS)
+        .args(["-m", "64M", "-kernel"])
         .arg(elf)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

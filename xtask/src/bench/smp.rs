@@ -84,35 +84,28 @@ fn vcpu_threads(pid: u32) -> usize {
 
 /// The QEMU command line of one storm.
 fn qemu_args(elf: &Path, smp: u32, append: &str) -> Vec<String> {
-    [
-        // Thread names (`CPU n/TCG`) let the host count the vCPU threads.
+    // Thread names (`CPU n/TCG`) let the host count the vCPU threads.
+    let smp = smp.to_string();
+    let own = [
         "-name",
         "reqmod-bench,debug-threads=on",
-        "-machine",
-        "virt",
-        "-bios",
-        "default",
         "-m",
         "128M",
         "-smp",
-        &smp.to_string(),
+        &smp,
         "-accel",
         "tcg,thread=multi",
-        "-display",
-        "none",
-        "-serial",
-        "stdio",
-        "-monitor",
-        "none",
-        "-no-reboot",
         "-append",
         append,
         "-kernel",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .chain([elf.display().to_string()])
-    .collect()
+    ];
+    own[..2]
+        .iter()
+        .chain(crate::qemu::VIRT_ARGS)
+        .chain(&own[2..])
+        .map(|s| s.to_string())
+        .chain([elf.display().to_string()])
+        .collect()
 }
 
 /// Boots one storm and waits for its result line.
