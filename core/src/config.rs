@@ -13,9 +13,26 @@ pub const DEDUP_LINGER: Duration = Duration::from_secs(60);
 pub const RUNNING_HELPERS_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Construction-time parameters of a [`Kmod`](crate::Kmod). [`Config::DEFAULT`]
-/// holds the kernel's values.
+/// holds the kernel's values; the `with_*` methods change one each, in a
+/// `const` too, so a `static` `Kmod` can be configured:
+///
+/// ```
+/// use core::time::Duration;
+/// use reqmod::Config;
+///
+/// const CONFIG: Config = Config::DEFAULT
+///     .with_max_concurrent(8)
+///     .with_busy_timeout(Duration::from_millis(500));
+/// assert_eq!(CONFIG.max_concurrent, 8);
+/// assert!(CONFIG.dedup); // the rest keeps the kernel's values
+/// ```
+///
+/// The fields can be read; new ones may be added in a minor release (the
+/// struct is `#[non_exhaustive]`), each with a `with_*` method and a default
+/// that keeps the kernel's behaviour, so code written this way keeps building.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[non_exhaustive]
 pub struct Config {
     /// Requests that may hold a slot at once (`MAX_KMOD_CONCURRENT`, 50). It is
     /// capped at the `Kmod`'s `SLOTS` capacity; 0 makes every request time out.
@@ -42,6 +59,41 @@ impl Config {
         dedup_linger: DEDUP_LINGER,
         dups_trace: false,
     };
+
+    /// With `max_concurrent` slots (capped at the `Kmod`'s `SLOTS`).
+    #[must_use]
+    pub const fn with_max_concurrent(mut self, max_concurrent: usize) -> Self {
+        self.max_concurrent = max_concurrent;
+        self
+    }
+
+    /// With a slot wait of at most `busy_timeout` before `-ETIME`.
+    #[must_use]
+    pub const fn with_busy_timeout(mut self, busy_timeout: Duration) -> Self {
+        self.busy_timeout = busy_timeout;
+        self
+    }
+
+    /// With duplicate suppression on or off.
+    #[must_use]
+    pub const fn with_dedup(mut self, dedup: bool) -> Self {
+        self.dedup = dedup;
+        self
+    }
+
+    /// With finished requests answering duplicates for `dedup_linger`.
+    #[must_use]
+    pub const fn with_dedup_linger(mut self, dedup_linger: Duration) -> Self {
+        self.dedup_linger = dedup_linger;
+        self
+    }
+
+    /// With loud duplicate reports on or off (`enable_dups_trace`).
+    #[must_use]
+    pub const fn with_dups_trace(mut self, dups_trace: bool) -> Self {
+        self.dups_trace = dups_trace;
+        self
+    }
 }
 
 impl Default for Config {

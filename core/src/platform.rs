@@ -94,7 +94,7 @@ use crate::{Errno, Event, HelperCommand, UmhWait, WaitStatus};
 /// ```
 ///
 /// The workspace ships complete ports: `reqmod-linux` (real processes),
-/// `reqmod-qemu` (a riscv64 kernel), the virtual-time [`sim`](crate::sim)
+/// `reqmod-qemu` (a riscv64 kernel), the virtual-time `sim`
 /// platform, and `examples/minimal_port.rs`.
 pub trait Platform {
     /// Monotonic time since an arbitrary epoch.

@@ -117,10 +117,7 @@ fn take_all<T>(hs: &[JoinHandle<T>]) -> Vec<T> {
 #[test]
 fn cancel_while_waiting_for_a_slot_in_the_queue() {
     let points = for_every_cancel_point("queued", |k| {
-        let config = Config {
-            max_concurrent: 1,
-            ..Config::DEFAULT
-        };
+        let config = Config::DEFAULT.with_max_concurrent(1);
         let kmod: Kmod<SimPlatform> = Kmod::with_config(SimPlatform::new(), config, AllowAll);
         let sim = kmod.platform();
         sim.set_script(|_| Behavior::exits(0).lasting(secs(2)));
@@ -151,10 +148,7 @@ fn cancel_while_waiting_for_a_slot_in_the_queue() {
 #[test]
 fn cancel_while_waiting_for_a_slot_in_the_overflow_lobby() {
     let points = for_every_cancel_point("lobby", |k| {
-        let config = Config {
-            max_concurrent: 1,
-            ..Config::DEFAULT
-        };
+        let config = Config::DEFAULT.with_max_concurrent(1);
         // One slot, a queue of one: the victim and the two after it overflow.
         let kmod: Kmod<SimPlatform, AllowAll, CriticalSectionRawMutex, 1, 1, 1> =
             Kmod::with_config(SimPlatform::new(), config, AllowAll);
@@ -293,10 +287,7 @@ fn cancel_every_request_of_a_crowd_at_every_point() {
     // one in turn, cancelled at each of its polls.
     for victim_index in 0..6 {
         for_every_cancel_point("crowd", |k| {
-            let config = Config {
-                max_concurrent: 2,
-                ..Config::DEFAULT
-            };
+            let config = Config::DEFAULT.with_max_concurrent(2);
             let kmod: Kmod<SimPlatform, AllowAll, CriticalSectionRawMutex, 2, 1, 2> =
                 Kmod::with_config(SimPlatform::new(), config, AllowAll);
             let sim = kmod.platform();

@@ -10,10 +10,7 @@ use reqmod::sim::{Behavior, Executor, SimPlatform};
 use reqmod::{AllowAll, Config, KernelRet, Kmod};
 
 fn kmod(dedup: bool) -> Kmod<SimPlatform> {
-    let config = Config {
-        dedup,
-        ..Config::DEFAULT
-    };
+    let config = Config::DEFAULT.with_dedup(dedup);
     let kmod = Kmod::with_config(SimPlatform::new(), config, AllowAll);
     kmod.platform().set_script(|cmd| {
         let found = cmd.path() == b"/sbin/modprobe" && cmd.name() == "xfs";

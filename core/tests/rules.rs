@@ -53,10 +53,7 @@ fn empty_path_is_checked_before_name_length_security_and_slots() {
         Err(Errno::EPERM)
     };
     // No slot at all: anything that reached step 5 would wait 5 s.
-    let config = Config {
-        max_concurrent: 0,
-        ..Config::DEFAULT
-    };
+    let config = Config::DEFAULT.with_max_concurrent(0);
     let kmod: Kmod<SimPlatform, _> = Kmod::with_config(SimPlatform::new(), config, deny);
     let sim = kmod.platform();
     let too_long = "x".repeat(MODULE_NAME_LEN);
@@ -95,10 +92,7 @@ fn empty_path_is_checked_before_name_length_security_and_slots() {
 
 #[test]
 fn slot_wait_comes_after_security() {
-    let config = Config {
-        max_concurrent: 0,
-        ..Config::DEFAULT
-    };
+    let config = Config::DEFAULT.with_max_concurrent(0);
     let kmod: Kmod<SimPlatform> = Kmod::with_config(SimPlatform::new(), config, AllowAll);
     let sim = kmod.platform();
     let mut ex = Executor::new();
@@ -173,10 +167,7 @@ fn wait_uses_umh_wait_proc_and_nowait_umh_wait_exec() {
 
 #[test]
 fn slots_are_handed_out_first_come_first_served() {
-    let config = Config {
-        max_concurrent: 2,
-        ..Config::DEFAULT
-    };
+    let config = Config::DEFAULT.with_max_concurrent(2);
     let kmod: Kmod<SimPlatform> = Kmod::with_config(SimPlatform::new(), config, AllowAll);
     let sim = kmod.platform();
     sim.set_script(helper(secs(1), 0));
@@ -244,10 +235,7 @@ fn a_slot_freed_just_before_the_deadline_is_taken() {
 #[test]
 fn overflowing_the_wait_queue_still_serves_every_waiter_in_time() {
     // 3 slots, a queue of 2: 45 requests, 40 in the overflow lobby.
-    let config = Config {
-        max_concurrent: 3,
-        ..Config::DEFAULT
-    };
+    let config = Config::DEFAULT.with_max_concurrent(3);
     let kmod: Kmod<SimPlatform, AllowAll, CriticalSectionRawMutex, 3, 2, 3> =
         Kmod::with_config(SimPlatform::new(), config, AllowAll);
     let sim = kmod.platform();
@@ -553,10 +541,7 @@ fn finished_entry_lingers_sixty_seconds() {
 
 #[test]
 fn linger_time_is_a_parameter() {
-    let config = Config {
-        dedup_linger: secs(2),
-        ..Config::DEFAULT
-    };
+    let config = Config::DEFAULT.with_dedup_linger(secs(2));
     let kmod: Kmod<SimPlatform> = Kmod::with_config(SimPlatform::new(), config, AllowAll);
     let sim = kmod.platform();
     let mut ex = Executor::new();
@@ -724,10 +709,7 @@ fn a_duplicate_whose_result_is_in_already_ignores_the_kill() {
 #[test]
 fn a_full_table_drops_the_entry_that_finished_longest_ago() {
     // 2 slots, 2 table entries.
-    let config = Config {
-        max_concurrent: 2,
-        ..Config::DEFAULT
-    };
+    let config = Config::DEFAULT.with_max_concurrent(2);
     let kmod: Kmod<SimPlatform, AllowAll, CriticalSectionRawMutex, 2, 2, 2> =
         Kmod::with_config(SimPlatform::new(), config, AllowAll);
     let sim = kmod.platform();
@@ -756,10 +738,7 @@ fn a_full_table_drops_the_entry_that_finished_longest_ago() {
 
 #[test]
 fn dedup_off_runs_every_request() {
-    let config = Config {
-        dedup: false,
-        ..Config::DEFAULT
-    };
+    let config = Config::DEFAULT.with_dedup(false);
     let kmod: Kmod<SimPlatform> = Kmod::with_config(SimPlatform::new(), config, AllowAll);
     let sim = kmod.platform();
     sim.set_script(helper(secs(1), 0));
@@ -910,10 +889,7 @@ fn helper_path_has_sysctl_write_semantics() {
 
 #[test]
 fn path_emptied_while_waiting_for_a_slot_fails_like_a_failed_exec() {
-    let config = Config {
-        max_concurrent: 1,
-        ..Config::DEFAULT
-    };
+    let config = Config::DEFAULT.with_max_concurrent(1);
     let kmod: Kmod<SimPlatform> = Kmod::with_config(SimPlatform::new(), config, AllowAll);
     let sim = kmod.platform();
     sim.set_script(helper(secs(1), 0));
@@ -958,10 +934,7 @@ fn try_then_request_module_probes_requests_and_probes_again() {
 
 #[test]
 fn max_concurrent_is_capped_at_the_slot_capacity() {
-    let config = Config {
-        max_concurrent: 500,
-        ..Config::DEFAULT
-    };
+    let config = Config::DEFAULT.with_max_concurrent(500);
     let kmod: Kmod<SimPlatform> = Kmod::with_config(SimPlatform::new(), config, AllowAll);
     assert_eq!(kmod.config().max_concurrent, 50);
 }

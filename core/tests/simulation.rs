@@ -72,17 +72,16 @@ fn run_seed(seed: u64) {
 
 fn world<const SLOTS: usize, const WAITERS: usize, const DUPS: usize>(seed: u64) {
     let mut rng = fastrand::Rng::with_seed(seed);
-    let config = Config {
-        max_concurrent: rng.usize(1..=SLOTS),
-        busy_timeout: Duration::from_secs(5),
-        dedup: rng.u8(0..10) < 8,
-        dedup_linger: if rng.bool() {
+    let config = Config::DEFAULT
+        .with_max_concurrent(rng.usize(1..=SLOTS))
+        .with_busy_timeout(Duration::from_secs(5))
+        .with_dedup(rng.u8(0..10) < 8)
+        .with_dedup_linger(if rng.bool() {
             Duration::from_secs(60)
         } else {
             ms(rng.u64(0..8000))
-        },
-        dups_trace: rng.bool(),
-    };
+        })
+        .with_dups_trace(rng.bool());
     let kmod: Kmod<SimPlatform, AllowAll, CriticalSectionRawMutex, SLOTS, WAITERS, DUPS> =
         Kmod::with_config(SimPlatform::new(), config, AllowAll);
     let sim = kmod.platform();

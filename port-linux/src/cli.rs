@@ -195,12 +195,10 @@ fn request(args: RequestArgs) -> ExitCode {
         Ok(names) => names,
         Err(message) => return usage_error(&message),
     };
-    let config = Config {
-        max_concurrent: args.max_concurrent,
-        busy_timeout: args.busy_timeout,
-        dedup: !args.no_dedup,
-        ..Config::DEFAULT
-    };
+    let config = Config::DEFAULT
+        .with_max_concurrent(args.max_concurrent)
+        .with_busy_timeout(args.busy_timeout)
+        .with_dedup(!args.no_dedup);
     // Boxed: with room for QUEUE waiters the engine is too big for comfort
     // on a stack.
     let kmod: Box<CliKmod> = Box::new(Kmod::with_config(LinuxPlatform::new(), config, AllowAll));

@@ -33,7 +33,10 @@
 //! println!("request_module returned {}", result.kernel_ret());
 //! ```
 
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
 #[cfg(feature = "cli")]
+#[cfg_attr(docsrs, doc(cfg(feature = "cli")))]
 pub mod cli;
 mod clock;
 mod executor;

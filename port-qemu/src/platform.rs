@@ -79,10 +79,7 @@ pub static KMOD: SystemKmod = Kmod::new(QemuPlatform::new("kmod", &KMOD));
 /// The autoloader as the kernel builds it by default: no duplicate table.
 pub static KMOD_NODEDUP: SystemKmod = Kmod::with_config(
     QemuPlatform::new("kmod-nodedup", &KMOD_NODEDUP),
-    Config {
-        dedup: false,
-        ..Config::DEFAULT
-    },
+    Config::DEFAULT.with_dedup(false),
     reqmod::AllowAll,
 );
 

@@ -233,10 +233,7 @@ fn exit_statuses_are_raw_wait_statuses() {
     );
     let kmod = Kmod::with_config(
         LinuxPlatform::new(),
-        reqmod::Config {
-            dedup: false,
-            ..reqmod::Config::DEFAULT
-        },
+        reqmod::Config::DEFAULT.with_dedup(false),
         reqmod::AllowAll,
     );
     let kmod: LinuxKmod = kmod;

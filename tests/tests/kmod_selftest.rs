@@ -95,13 +95,7 @@ fn scenario_0005_fifty_concurrent_requests_succeed() {
 fn scenario_0005_without_dedup_runs_fifty_helpers() {
     let sandbox = Sandbox::new("0005-nodedup");
     let path = sandbox.modprobe(&FakeModprobe::kernel_like().gated());
-    let kmod = new_kmod(
-        &path,
-        Config {
-            dedup: false,
-            ..Config::DEFAULT
-        },
-    );
+    let kmod = new_kmod(&path, Config::DEFAULT.with_dedup(false));
     std::thread::scope(|scope| {
         let _release = sandbox.release_on_drop();
         let runner = scope.spawn(|| concurrent(&kmod, &names("test_module", 50)));
@@ -139,11 +133,9 @@ fn over_subscribed(id: &str, count: usize) {
     // -ETIME (the 5 s bound is checked above).
     let sandbox = Sandbox::new(id);
     let path = sandbox.modprobe(&FakeModprobe::kernel_like().gated());
-    let config = Config {
-        dedup: false,
-        busy_timeout: Duration::from_secs(60),
-        ..Config::DEFAULT
-    };
+    let config = Config::DEFAULT
+        .with_dedup(false)
+        .with_busy_timeout(Duration::from_secs(60));
     let kmod = new_kmod(&path, config);
     std::thread::scope(|scope| {
         let _release = sandbox.release_on_drop();

@@ -24,10 +24,7 @@ fn no_zombie_descriptor_or_thread_after_2000_requests() {
     );
     let kmod = LinuxKmod::with_config(
         LinuxPlatform::new(),
-        Config {
-            busy_timeout: Duration::from_secs(60),
-            ..Config::DEFAULT
-        },
+        Config::DEFAULT.with_busy_timeout(Duration::from_secs(60)),
         AllowAll,
     );
     kmod.set_modprobe_path(script.as_os_str().as_bytes());

@@ -33,10 +33,7 @@ fn stress(
     let script = sandbox.script("modprobe", SCRIPT);
     let kmod = LinuxKmod::with_config(
         LinuxPlatform::new(),
-        Config {
-            dedup,
-            ..Config::DEFAULT
-        },
+        Config::DEFAULT.with_dedup(dedup),
         AllowAll,
     );
     kmod.set_modprobe_path(script.as_os_str().as_bytes());

@@ -222,10 +222,7 @@ fn spawn(count: usize) -> f64 {
 fn sim_kmod(max_concurrent: usize) -> Kmod<SimPlatform> {
     let kmod = Kmod::with_config(
         SimPlatform::new(),
-        Config {
-            max_concurrent,
-            ..Config::DEFAULT
-        },
+        Config::DEFAULT.with_max_concurrent(max_concurrent),
         AllowAll,
     );
     kmod.platform().set_script(|_| Behavior::exits(0));
@@ -294,10 +291,7 @@ type ThreadKmod = Kmod<InstantHelper>;
 fn thread_kmod(max_concurrent: usize, yield_once: bool) -> ThreadKmod {
     Kmod::with_config(
         InstantHelper { yield_once },
-        Config {
-            max_concurrent,
-            ..Config::DEFAULT
-        },
+        Config::DEFAULT.with_max_concurrent(max_concurrent),
         AllowAll,
     )
 }

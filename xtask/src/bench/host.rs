@@ -272,7 +272,7 @@ fn instructions(report: &mut Report) -> Result<Vec<Count>, String> {
     std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let mut out = Vec::new();
     for (mutex, label, kind) in [
-        ("noop", "NoopRawMutex (uniprocessor kernel)", "first"),
+        ("noop", "NoopRawMutex (no lock: the core alone)", "first"),
         (
             "cs",
             "CriticalSectionRawMutex (default, host std impl)",
@@ -326,8 +326,10 @@ fn instructions(report: &mut Report) -> Result<Vec<Count>, String> {
              eviction: 64 entries), command, the simulator's `run_helper`, announce, \
              release, counters (`dup`: {ICOUNT_REQUESTS} requests for one name whose \
              finished entry lingers, each answered from the table). Built without a logging backend (`--no-default-features`: \
-             no `log`/`defmt`). `NoopRawMutex` is what a uniprocessor kernel's lock costs \
-             (next to nothing); `CriticalSectionRawMutex` on the host is `critical-section`'s \
+             no `log`/`defmt`). `NoopRawMutex` takes no lock at all, so its figure \
+             is the core alone (it is not `Sync`: a `static` `Kmod` uses \
+             `CriticalSectionRawMutex`, which on a single-hart kernel is an interrupts-off \
+             pair); `CriticalSectionRawMutex` on the host is `critical-section`'s \
              `std` implementation, a global `std::sync::Mutex` plus a thread-local flag, \
              about 60 instructions per lock round trip."
         ),
