@@ -2,9 +2,8 @@
 //! each against a baseline measured in the same run, printed as one table
 //! and written to `BENCH.md`.
 //!
-//! ```text
-//! cargo xtask bench [--quick] [--no-qemu] [--reps N] [--work N] [--out PATH]
-//! ```
+//! `cargo xtask bench [--quick] [--no-qemu] [--reps N] [--work N] [--out PATH]`
+//! (`--help` explains each).
 //!
 //! 1. [`host`]: nanoseconds per request on the virtual-time platform and on
 //!    real threads (`bench/src/bin/core_overhead.rs`), next to one helper
@@ -53,62 +52,46 @@ pub struct Options {
     pub out: PathBuf,
 }
 
-fn usage() -> ExitCode {
-    eprintln!(
-        "usage: cargo xtask bench [--quick] [--no-qemu] [--reps N] [--work N] [--out PATH]\n\
-         \n  --quick     3 rounds and smaller batches (about a minute)\
-         \n  --no-qemu   skip the QEMU boots (SMP scaling, footprint smoke boot)\
-         \n  --reps N    rounds of each repeated measurement (default 5)\
-         \n  --work N    CPU work per module init in the QEMU storm (default {})\
-         \n  --out PATH  report file (default BENCH.md at the repository root)",
-        smp::DEFAULT_WORK
-    );
-    ExitCode::from(2)
+/// `cargo xtask bench`: release benchmarks, each against a baseline measured
+/// in the same run; prints one table and writes BENCH.md.
+#[derive(Debug, clap::Args)]
+pub struct BenchArgs {
+    /// 3 rounds and smaller batches (about a minute): a smoke test.
+    #[arg(long)]
+    quick: bool,
+    /// Skip the QEMU boots (SMP scaling, the footprint's smoke boot).
+    #[arg(long)]
+    no_qemu: bool,
+    /// Rounds of each repeated measurement [default: 5; --quick: 3].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    reps: Option<u64>,
+    /// Iterations of CPU work per module init in the QEMU storm.
+    #[arg(long, value_name = "N", default_value_t = smp::DEFAULT_WORK)]
+    work: u32,
+    /// The report file [default: BENCH.md at the repository root].
+    #[arg(long, value_name = "PATH")]
+    out: Option<PathBuf>,
 }
 
-fn parse(args: &[String]) -> Result<Options, String> {
-    let mut o = Options {
-        quick: false,
-        no_qemu: false,
-        reps: 5,
-        work: smp::DEFAULT_WORK,
-        out: crate::repo_root().join("BENCH.md"),
-    };
-    let mut reps = None;
-    let mut it = args.iter();
-    while let Some(a) = it.next() {
-        let mut value = || it.next().ok_or_else(|| format!("{a} needs a value"));
-        match a.as_str() {
-            "--quick" => o.quick = true,
-            "--no-qemu" => o.no_qemu = true,
-            "--reps" => {
-                let n: usize = value()?.parse().map_err(|e| format!("--reps: {e}"))?;
-                if n == 0 {
-                    return Err("--reps must be at least 1".into());
-                }
-                reps = Some(n);
-            }
-            "--work" => o.work = value()?.parse().map_err(|e| format!("--work: {e}"))?,
-            "--out" => o.out = PathBuf::from(value()?),
-            other => return Err(format!("unknown option {other:?}")),
-        }
+impl BenchArgs {
+    /// Whether the QEMU boots are skipped.
+    pub fn no_qemu(&self) -> bool {
+        self.no_qemu
     }
-    o.reps = reps.unwrap_or(if o.quick { 3 } else { 5 });
-    Ok(o)
 }
 
 /// `cargo xtask bench …`
-pub fn main(args: &[String]) -> ExitCode {
-    if args.iter().any(|a| a == "-h" || a == "--help") {
-        usage();
-        return ExitCode::SUCCESS;
-    }
-    let opts = match parse(args) {
-        Ok(o) => o,
-        Err(e) => {
-            eprintln!("xtask bench: {e}");
-            return usage();
-        }
+pub fn main(args: BenchArgs) -> ExitCode {
+    let opts = Options {
+        quick: args.quick,
+        no_qemu: args.no_qemu,
+        reps: args
+            .reps
+            .map_or(if args.quick { 3 } else { 5 }, |n| n as usize),
+        work: args.work,
+        out: args
+            .out
+            .unwrap_or_else(|| crate::repo_root().join("BENCH.md")),
     };
     let began = Instant::now();
     let mut report = Report::new(&opts);

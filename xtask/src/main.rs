@@ -1,47 +1,128 @@
-//! `cargo xtask demo | test | bench | qemu …`: project automation.
+//! `cargo xtask <command>`: project automation (`cargo xtask --help`).
 //!
 //! - `demo`: boot the riscv64 kernel under QEMU with several virtio devices on
 //!   4 harts; it autoloads their drivers through the core and prints a table.
 //! - `test`: formatting, lints and docs (host and riscv64), the core built for
-//!   bare-metal targets, every host test, then the QEMU selftest on 1 and 4 harts.
-//! - `qemu …`: the kernel's own runner (`cargo xtask qemu --help`).
+//!   bare-metal targets, the quick start built for riscv64, every host test,
+//!   then the QEMU selftest on 1 and 4 harts.
+//! - `bench`: release benchmarks; writes BENCH.md.
+//! - `qemu …`: the kernel's own runner.
+//! - `setup`: install what the others need (they check it themselves first).
 //!
-//! Only `std`; every step prints the command it runs.
+//! Every step prints the command it runs.
 
 mod bench;
 mod proc;
 mod qemu;
+mod setup;
 
 use std::path::Path;
 use std::process::{Command, ExitCode};
 use std::time::Instant;
 
+use clap::{Parser, Subcommand};
+
+/// reqmod's project automation. Before its first step every command checks
+/// that what it needs is installed (Rust targets and components, QEMU) and
+/// installs what is missing, saying so.
+#[derive(Debug, Parser)]
+#[command(name = "cargo xtask", bin_name = "cargo xtask")]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// Boot the riscv64 kernel in QEMU on 4 harts with six virtio devices:
+    /// it autoloads their drivers through reqmod and prints what it loaded.
+    Demo,
+    /// Everything CI checks: fmt, clippy and rustdoc (host and riscv64, warnings
+    /// denied), the core on bare-metal targets, the quick start built for
+    /// riscv64, every host test, then the QEMU selftest on 1 and 4 harts.
+    Test(TestArgs),
+    /// Release benchmarks against baselines measured in the same run; prints a
+    /// table and writes BENCH.md (about 3 1/2 minutes).
+    Bench(bench::BenchArgs),
+    /// Build and boot the riscv64 kernel by hand (`cargo xtask qemu --help`).
+    Qemu(qemu::QemuArgs),
+    /// Install what the other commands need: the Rust targets and components
+    /// of rust-toolchain.toml, QEMU and the Debian tools the tests run.
+    /// Never removes a package.
+    Setup(SetupArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct TestArgs {
+    /// Skip the QEMU selftests (everything else still runs).
+    #[arg(long)]
+    no_qemu: bool,
+}
+
+#[derive(Debug, clap::Args)]
+struct SetupArgs {
+    /// Unpack Debian's QEMU into target/tools/qemu instead of installing the
+    /// package (what happens anyway when the package would remove another).
+    #[arg(long)]
+    local_qemu: bool,
+}
+
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    match args.first().map(String::as_str) {
-        Some("demo") => qemu::demo(),
-        Some("test") => test(args.get(1..).unwrap_or_default()),
-        Some("bench") => bench::main(args.get(1..).unwrap_or_default()),
-        Some("qemu") => qemu::main(args.get(1..).unwrap_or_default()),
-        Some("-h" | "--help" | "help") => {
-            usage();
-            ExitCode::SUCCESS
+    let cli = Cli::parse();
+    // What each command needs, before its first step.
+    const RISCV: &[&str] = &["riscv64gc-unknown-none-elf"];
+    let needs = match &cli.command {
+        Cmd::Test(t) => setup::rust(setup::TARGETS, true)
+            .and_then(|()| setup::tools())
+            .and_then(|()| {
+                if t.no_qemu {
+                    Ok(())
+                } else {
+                    setup::qemu().map(drop)
+                }
+            }),
+        Cmd::Setup(_) => setup::rust(setup::TARGETS, true),
+        Cmd::Bench(b) => setup::rust(RISCV, false).and_then(|()| {
+            if b.no_qemu() {
+                Ok(())
+            } else {
+                setup::qemu().map(drop)
+            }
+        }),
+        Cmd::Demo | Cmd::Qemu(_) => {
+            setup::rust(RISCV, false).and_then(|()| setup::qemu().map(drop))
         }
-        _ => {
-            usage();
-            ExitCode::from(2)
-        }
+    };
+    if let Err(e) = needs {
+        eprintln!("xtask: {e}");
+        return ExitCode::FAILURE;
+    }
+    match cli.command {
+        Cmd::Demo => qemu::demo(),
+        Cmd::Test(t) => test(&t),
+        Cmd::Bench(b) => bench::main(b),
+        Cmd::Qemu(q) => qemu::main(q),
+        Cmd::Setup(s) => setup_all(&s),
     }
 }
 
-fn usage() {
-    eprintln!(
-        "usage: cargo xtask <command>\n\
-         \n  demo              boot the riscv64 kernel in QEMU (-smp 4, virtio devices) and autoload their drivers\
-         \n  test [--no-qemu]  lints, docs, every host test, then the QEMU selftest with -smp 1 and -smp 4\
-         \n  bench             release benchmarks against baselines; writes BENCH.md\
-         \n  qemu …            build and boot the kernel by hand (cargo xtask qemu --help)"
-    );
+/// `cargo xtask setup`.
+fn setup_all(args: &SetupArgs) -> ExitCode {
+    let qemu = if args.local_qemu {
+        setup::install_qemu(true)
+    } else {
+        setup::qemu()
+    };
+    match qemu.and_then(|q| setup::tools().map(|()| q)) {
+        Ok(q) => {
+            eprintln!("xtask setup: ready (QEMU: {})", q.program().display());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("xtask setup: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 /// The repository root (xtask lives in `xtask/`).
@@ -73,11 +154,12 @@ fn run(dir: &Path, program: &str, args: &[&str], env: &[(&str, &str)]) -> Result
     }
 }
 
-fn test(args: &[String]) -> ExitCode {
-    let qemu = !args.iter().any(|a| a == "--no-qemu");
+fn test(args: &TestArgs) -> ExitCode {
+    let qemu = !args.no_qemu;
     let root = repo_root();
     let kernel = root.join("port-qemu");
     let footprint = root.join("bench/footprint");
+    let quickstart = root.join("examples/quickstart");
     let step =
         |dir: &Path, args: Vec<&'static str>, env: &'static [(&'static str, &'static str)]| Step {
             dir: dir.to_path_buf(),
@@ -89,6 +171,7 @@ fn test(args: &[String]) -> ExitCode {
         step(&root, vec!["fmt", "--all", "--check"], &[]),
         step(&kernel, vec!["fmt", "--check"], &[]),
         step(&footprint, vec!["fmt", "--check"], &[]),
+        step(&quickstart, vec!["fmt", "--check"], &[]),
         step(
             &root,
             vec![
@@ -125,15 +208,96 @@ fn test(args: &[String]) -> ExitCode {
         ),
         step(&kernel, vec!["clippy", "--", "-D", "warnings"], &[]),
         step(&footprint, vec!["clippy", "--", "-D", "warnings"], &[]),
+        // The quick start of README and the crate docs, built and linked
+        // exactly as a reader's new crate (`tests/tests/docs_quickstart.rs`
+        // checks the docs show this code).
+        step(
+            &quickstart,
+            vec!["clippy", "--all-targets", "--", "-D", "warnings"],
+            &[],
+        ),
+        step(&quickstart, vec!["build"], &[]),
         step(&root, vec!["doc", "--workspace", "--no-deps"], DENY),
+        // What docs.rs builds (`[package.metadata.docs.rs]`: every feature).
         step(
             &root,
-            vec!["doc", "-p", "reqmod", "--no-deps", "--features", "sim"],
+            vec![
+                "doc",
+                "-p",
+                "reqmod",
+                "-p",
+                "reqmod-linux",
+                "--no-deps",
+                "--all-features",
+            ],
             DENY,
         ),
         step(&kernel, vec!["doc", "--no-deps"], DENY),
         step(&root, vec!["test", "--workspace"], &[]),
     ];
+    // The core's minimum supported Rust (its `rust-version`), on the host and
+    // on a bare-metal target, and the Linux port's.
+    let msrv = match setup::msrv() {
+        Ok(v) => v,
+        Err(e) => {
+            eprintln!("\nxtask test: FAILED: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let plus_msrv: &'static str = Box::leak(format!("+{msrv}").into_boxed_str());
+    let mut steps = steps.to_vec();
+    match setup::toolchain(&msrv, &["riscv64gc-unknown-none-elf"]) {
+        Ok(true) => {
+            for args in [
+                vec![
+                    plus_msrv,
+                    "check",
+                    "-p",
+                    "reqmod",
+                    "--all-targets",
+                    "--features",
+                    "sim",
+                ],
+                vec![
+                    plus_msrv,
+                    "check",
+                    "-p",
+                    "reqmod",
+                    "--target",
+                    "riscv64gc-unknown-none-elf",
+                ],
+                vec![plus_msrv, "check", "-p", "reqmod-linux", "--all-targets"],
+            ] {
+                steps.push(step(&root, args, &[]));
+            }
+        }
+        Ok(false) => {}
+        Err(e) => {
+            eprintln!("\nxtask test: FAILED: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
+    // docs.rs renders with nightly and `--cfg docsrs` (the `doc(cfg)` badges).
+    if setup::toolchain_present("nightly") {
+        steps.push(step(
+            &root,
+            vec![
+                "+nightly",
+                "doc",
+                "-p",
+                "reqmod",
+                "-p",
+                "reqmod-linux",
+                "--no-deps",
+                "--all-features",
+            ],
+            &[("RUSTDOCFLAGS", "--cfg docsrs -D warnings")],
+        ));
+    } else {
+        eprintln!(
+            "xtask test: no nightly toolchain: the docs.rs rendering (--cfg docsrs) is not checked"
+        );
+    }
     let began = Instant::now();
     for s in &steps {
         if let Err(e) = run(&s.dir, "cargo", &s.args, s.env) {
@@ -157,6 +321,7 @@ fn test(args: &[String]) -> ExitCode {
 }
 
 /// One `cargo` invocation of `cargo xtask test`.
+#[derive(Clone)]
 struct Step {
     dir: std::path::PathBuf,
     args: Vec<&'static str>,

@@ -1,18 +1,12 @@
 //! Building and booting the riscv64 kernel of `port-qemu/` under QEMU.
 //!
-//! `cargo xtask qemu <command>`:
-//!
-//! | command | what |
-//! | --- | --- |
-//! | `build [--debug]` | build the kernel, print the ELF path |
-//! | `demo [--smp N] [--debug]` | boot the demo with several virtio devices, print the decoded log |
-//! | `selftest [--smp N] [--debug]` | boot the selftest; exit status 0 only if it passed |
-//! | `run --append ARGS [--smp N] [--debug] [--device D]…` | boot with any command line |
-//! | `size [--debug]` | `llvm-size -A` of the kernel |
+//! `cargo xtask qemu <command>`: `build`, `demo`, `selftest`, `run`, `size`
+//! (`cargo xtask qemu --help` says what each does, and `--help` after one
+//! gives its options).
 //!
 //! Every run has a timeout (`--timeout SECS`); a QEMU still running then is
-//! killed and the run fails. QEMU is never skipped: if it is missing and cannot
-//! be installed, the command fails and says which package to install.
+//! killed and the run fails. QEMU is never skipped: [`crate::setup::qemu`]
+//! finds or installs it, or the command fails and says what to install.
 //!
 //! The kernel logs through `defmt` on its one UART; this module decodes the
 //! frames with `defmt-decoder` (plain text and frames share the UART, each
@@ -24,10 +18,6 @@ use std::process::{Command, ExitCode, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// The QEMU binary this port needs.
-const QEMU: &str = "qemu-system-riscv64";
-/// The Debian/Ubuntu package that ships it.
-const QEMU_PACKAGE: &str = "qemu-system-misc";
 /// The kernel's target triple.
 const TARGET: &str = "riscv64gc-unknown-none-elf";
 /// The line the selftest prints when every check passed.
@@ -52,111 +42,103 @@ pub const VIRT_ARGS: &[&str] = &[
 /// Default wall-clock limit of one boot.
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(180);
 
+/// `cargo xtask qemu <command>`.
+#[derive(Debug, clap::Args)]
+pub struct QemuArgs {
+    #[command(subcommand)]
+    command: QemuCommand,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum QemuCommand {
+    /// Build the kernel (release unless --debug) and print the ELF's path.
+    Build(BuildArgs),
+    /// Boot the demo: six virtio devices (two of one kind), their drivers
+    /// autoloaded through the core, a table of the requests.
+    Demo(BootArgs),
+    /// Boot the selftest (the SPEC's kmod scenarios, the busy timeout, stress
+    /// on every hart); exit status 0 only if every check passed.
+    Selftest(BootArgs),
+    /// Boot with any kernel command line and print the decoded log.
+    Run(RunArgs),
+    /// Print `llvm-size -A` of the kernel.
+    Size(BuildArgs),
+}
+
+/// Which build of the kernel.
+#[derive(Debug, Clone, clap::Args)]
+struct BuildArgs {
+    /// The debug build instead of the release one.
+    #[arg(long)]
+    debug: bool,
+}
+
+/// A boot of the kernel.
+#[derive(Debug, Clone, clap::Args)]
+pub struct BootArgs {
+    /// Harts (-smp), 1 to 8 [default: 4; `run`: 1].
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=8))]
+    smp: Option<u32>,
+    #[command(flatten)]
+    build: BuildArgs,
+    /// Kill QEMU and fail after this many seconds [default: 180; demo: 60].
+    #[arg(long, value_name = "SECS")]
+    timeout: Option<u64>,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+struct RunArgs {
+    /// The kernel command line (`demo`, `selftest`, `bench …`).
+    #[arg(long, value_name = "ARGS")]
+    append: String,
+    /// A QEMU device to attach (`-device`), e.g. virtio-rng-device; repeatable.
+    #[arg(long = "device", value_name = "DEV")]
+    devices: Vec<String>,
+    #[command(flatten)]
+    boot: BootArgs,
+}
+
+impl BootArgs {
+    fn timeout_or(&self, default: Duration) -> Duration {
+        self.timeout.map_or(default, Duration::from_secs)
+    }
+}
+
 /// `cargo xtask qemu …`
-pub fn main(args: &[String]) -> ExitCode {
-    let Some((cmd, rest)) = args.split_first() else {
-        return usage();
-    };
-    let opts = match Options::parse(rest) {
-        Ok(o) => o,
-        Err(e) => {
-            eprintln!("xtask qemu: {e}");
-            return usage();
-        }
-    };
-    match cmd.as_str() {
-        "build" => match kernel_elf(opts.release) {
+pub fn main(args: QemuArgs) -> ExitCode {
+    match args.command {
+        QemuCommand::Build(b) => match kernel_elf(!b.debug) {
             Ok(elf) => {
                 println!("{}", elf.display());
                 ExitCode::SUCCESS
             }
             Err(e) => fail(&e),
         },
-        "demo" => run_demo(&opts),
-        "selftest" => run_selftest(&opts),
-        "run" => {
-            let Some(append) = opts.append.clone() else {
-                eprintln!("xtask qemu run: --append is required");
-                return usage();
-            };
+        QemuCommand::Demo(b) => run_demo(&b),
+        QemuCommand::Selftest(b) => run_selftest(&b),
+        QemuCommand::Run(r) => {
             let boot = Boot {
-                release: opts.release,
-                smp: opts.smp.unwrap_or(1),
-                append,
-                devices: opts.devices.clone(),
-                timeout: opts.timeout.unwrap_or(DEFAULT_TIMEOUT),
+                release: !r.boot.build.debug,
+                smp: r.boot.smp.unwrap_or(1),
+                append: r.append,
+                devices: r.devices,
+                timeout: r.boot.timeout_or(DEFAULT_TIMEOUT),
             };
             match boot.run() {
                 Ok(out) => out.exit_code(),
                 Err(e) => fail(&e),
             }
         }
-        "size" => match kernel_elf(opts.release).and_then(|elf| size(&elf)) {
+        QemuCommand::Size(b) => match kernel_elf(!b.debug).and_then(|elf| size(&elf)) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => fail(&e),
         },
-        _ => usage(),
     }
-}
-
-fn usage() -> ExitCode {
-    eprintln!(
-        "usage: cargo xtask qemu <build|demo|selftest|run|size> [--smp N] [--debug] \
-         [--timeout SECS] [--append ARGS] [--device DEV]…"
-    );
-    ExitCode::from(2)
 }
 
 fn fail(e: &str) -> ExitCode {
     eprintln!("xtask qemu: error: {e}");
     ExitCode::FAILURE
-}
-
-#[derive(Debug, Default)]
-struct Options {
-    smp: Option<u32>,
-    release: bool,
-    timeout: Option<Duration>,
-    append: Option<String>,
-    devices: Vec<String>,
-}
-
-impl Options {
-    fn parse(args: &[String]) -> Result<Self, String> {
-        let mut o = Options {
-            release: true,
-            ..Options::default()
-        };
-        let mut it = args.iter();
-        while let Some(a) = it.next() {
-            let mut value = |name: &str| {
-                it.next()
-                    .cloned()
-                    .ok_or_else(|| format!("{name} needs a value"))
-            };
-            match a.as_str() {
-                "--smp" => {
-                    let n: u32 = value("--smp")?.parse().map_err(|e| format!("--smp: {e}"))?;
-                    if !(1..=8).contains(&n) {
-                        return Err("--smp must be 1..=8".into());
-                    }
-                    o.smp = Some(n);
-                }
-                "--debug" => o.release = false,
-                "--release" => o.release = true,
-                "--timeout" => {
-                    let s: u64 = value("--timeout")?
-                        .parse()
-                        .map_err(|e| format!("--timeout: {e}"))?;
-                    o.timeout = Some(Duration::from_secs(s));
-                }
-                "--append" => o.append = Some(value("--append")?),
-                "--device" => o.devices.push(value("--device")?),
-                other => return Err(format!("unknown option {other:?}")),
-            }
-        }
-        Ok(o)
-    }
 }
 
 /// The devices the demo attaches: five kinds, two of one kind (so the second
@@ -173,19 +155,20 @@ const DEMO_DEVICES: &[&str] = &[
 /// Builds the kernel and boots the demo (`-smp 4`, several virtio devices,
 /// two of one kind), printing the decoded log.
 pub fn demo() -> ExitCode {
-    run_demo(&Options {
-        release: true,
-        ..Options::default()
+    run_demo(&BootArgs {
+        smp: None,
+        build: BuildArgs { debug: false },
+        timeout: None,
     })
 }
 
-fn run_demo(opts: &Options) -> ExitCode {
+fn run_demo(opts: &BootArgs) -> ExitCode {
     let boot = Boot {
-        release: opts.release,
+        release: !opts.build.debug,
         smp: opts.smp.unwrap_or(4),
         append: "demo".into(),
         devices: DEMO_DEVICES.iter().map(|d| d.to_string()).collect(),
-        timeout: opts.timeout.unwrap_or(Duration::from_secs(60)),
+        timeout: opts.timeout_or(Duration::from_secs(60)),
     };
     match boot.run() {
         Ok(out) => out.exit_code(),
@@ -197,20 +180,20 @@ fn run_demo(opts: &Options) -> ExitCode {
 /// 0 (from the `sifive_test` device) and the log says every check passed; a
 /// QEMU still running after the timeout is killed and counts as failure.
 pub fn selftest(smp: u32) -> ExitCode {
-    run_selftest(&Options {
+    run_selftest(&BootArgs {
         smp: Some(smp),
-        release: true,
-        ..Options::default()
+        build: BuildArgs { debug: false },
+        timeout: None,
     })
 }
 
-fn run_selftest(opts: &Options) -> ExitCode {
+fn run_selftest(opts: &BootArgs) -> ExitCode {
     let boot = Boot {
-        release: opts.release,
+        release: !opts.build.debug,
         smp: opts.smp.unwrap_or(4),
         append: "selftest".into(),
         devices: vec!["virtio-rng-device".into()],
-        timeout: opts.timeout.unwrap_or(DEFAULT_TIMEOUT),
+        timeout: opts.timeout_or(DEFAULT_TIMEOUT),
     };
     let out = match boot.run() {
         Ok(out) => out,
@@ -274,57 +257,10 @@ pub fn kernel_elf(release: bool) -> Result<PathBuf, String> {
     }
 }
 
-fn find_in_path(name: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|d| d.join(name))
-        .find(|p| p.is_file())
-}
-
-fn is_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
-}
-
-/// Finds `qemu-system-riscv64`. If it is missing and we are root on
-/// Debian/Ubuntu, installs `qemu-system-misc` (`apt-get update`, then
-/// `apt-get install -y --no-install-recommends`: the recommended extras can
-/// conflict with the machine's `qemu-utils`). Otherwise fails, naming the package.
-pub fn ensure_qemu() -> Result<PathBuf, String> {
-    if let Some(p) = find_in_path(QEMU) {
-        return Ok(p);
-    }
-    let debian = Path::new("/etc/debian_version").exists() && find_in_path("apt-get").is_some();
-    if !(debian && is_root()) {
-        return Err(format!(
-            "{QEMU} not found: install the `{QEMU_PACKAGE}` package \
-             (Debian/Ubuntu: sudo apt-get install --no-install-recommends {QEMU_PACKAGE})"
-        ));
-    }
-    for args in [
-        &["update"][..],
-        &["install", "-y", "--no-install-recommends", QEMU_PACKAGE][..],
-    ] {
-        println!("+ apt-get {}", args.join(" "));
-        let status = Command::new("apt-get")
-            .args(args)
-            .env("DEBIAN_FRONTEND", "noninteractive")
-            .status()
-            .map_err(|e| format!("cannot run apt-get: {e}"))?;
-        if !status.success() {
-            return Err(format!("apt-get {} failed ({status})", args.join(" ")));
-        }
-    }
-    find_in_path(QEMU)
-        .ok_or_else(|| format!("{QEMU} still missing after installing {QEMU_PACKAGE}"))
-}
-
 /// Prints `llvm-size -A` of the kernel.
 fn size(elf: &Path) -> Result<(), String> {
-    let tool =
-        find_in_path("llvm-size").ok_or("llvm-size not found (Debian: apt-get install llvm)")?;
+    let tool = crate::setup::find_in_path("llvm-size")
+        .ok_or("llvm-size not found (Debian: apt-get install llvm)")?;
     println!("+ llvm-size -A {}", elf.display());
     let status = Command::new(tool)
         .arg("-A")
@@ -371,7 +307,7 @@ impl BootOutput {
 
 impl Boot {
     fn run(&self) -> Result<BootOutput, String> {
-        let qemu = ensure_qemu()?;
+        let qemu = crate::setup::qemu()?;
         let elf = kernel_elf(self.release)?;
         let elf_bytes = std::fs::read(&elf).map_err(|e| format!("{}: {e}", elf.display()))?;
         let table = defmt_decoder::Table::parse(&elf_bytes)
@@ -379,7 +315,7 @@ impl Boot {
             .ok_or_else(|| format!("{} has no defmt data", elf.display()))?;
         let locations = table.get_locations(&elf_bytes).unwrap_or_default();
 
-        let mut cmd = Command::new(&qemu);
+        let mut cmd = qemu.command();
         cmd.args(VIRT_ARGS)
             .args(["-m", "128M", "-smp", &self.smp.to_string()])
             .args(["-append", &self.append])
@@ -391,7 +327,7 @@ impl Boot {
         println!(
             "+ {} -machine virt -bios default -m 128M -smp {} -display none -serial stdio \
              -monitor none -no-reboot -append {:?} -kernel {}{}",
-            qemu.display(),
+            qemu.program().display(),
             self.smp,
             self.append,
             elf.display(),
@@ -406,7 +342,7 @@ impl Boot {
         let start = Instant::now();
         let mut child = cmd
             .spawn()
-            .map_err(|e| format!("cannot start {}: {e}", qemu.display()))?;
+            .map_err(|e| format!("cannot start {}: {e}", qemu.program().display()))?;
         let mut stdout = child.stdout.take().expect("stdout is piped");
 
         let lines = Arc::new(Mutex::new(Vec::new()));

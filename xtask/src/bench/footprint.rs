@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
 use super::report::{Report, Row, thousands};
@@ -100,8 +100,9 @@ fn tidy(name: &str) -> String {
 
 /// Boots `elf` on QEMU for a few seconds; its console output.
 fn boot(elf: &Path) -> Result<String, String> {
-    let qemu = crate::qemu::ensure_qemu()?;
-    let mut child = Command::new(qemu)
+    let qemu = crate::setup::qemu()?;
+    let mut child = qemu
+        .command()
         .args(crate::qemu::VIRT_ARGS)
         .args(["-m", "64M", "-kernel"])
         .arg(elf)

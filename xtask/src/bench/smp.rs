@@ -4,12 +4,13 @@
 use std::collections::HashMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::report::{Report, Row, thousands};
 use super::{Options, median};
+use crate::setup::Qemu;
 
 /// Iterations of CPU work in each module init (about 7 ms of TCG time here).
 pub const DEFAULT_WORK: u32 = 3_000_000;
@@ -109,14 +110,15 @@ fn qemu_args(elf: &Path, smp: u32, append: &str) -> Vec<String> {
 }
 
 /// Boots one storm and waits for its result line.
-fn boot(qemu: &Path, elf: &Path, smp: u32, append: &str) -> Result<Storm, String> {
-    let mut child = Command::new(qemu)
+fn boot(qemu: &Qemu, elf: &Path, smp: u32, append: &str) -> Result<Storm, String> {
+    let mut child = qemu
+        .command()
         .args(qemu_args(elf, smp, append))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
-        .map_err(|e| format!("cannot start {}: {e}", qemu.display()))?;
+        .map_err(|e| format!("cannot start {}: {e}", qemu.program().display()))?;
     let pid = child.id();
     let mut stdout = child.stdout.take().ok_or("no stdout")?;
     // (host time, text) of every `bench-…` line; the vCPU thread count.
@@ -204,7 +206,7 @@ pub fn run(opts: &Options, report: &mut Report) -> Result<(), String> {
         report.note("4", "Not run (`--no-qemu`).");
         return Ok(());
     }
-    let qemu = crate::qemu::ensure_qemu()?;
+    let qemu = crate::setup::qemu()?;
     let quiet = quiet_kernel(report)?;
     let default = crate::qemu::kernel_elf(true)?;
     let work = if opts.quick { opts.work / 4 } else { opts.work };
