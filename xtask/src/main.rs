@@ -305,6 +305,10 @@ fn test(args: &TestArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     }
+    if let Err(e) = packaged_tests(&root) {
+        eprintln!("\nxtask test: FAILED: {e}");
+        return ExitCode::FAILURE;
+    }
     if qemu {
         for smp in [1, 4] {
             eprintln!("\n$ cargo xtask qemu selftest --smp {smp}");
@@ -318,6 +322,43 @@ fn test(args: &TestArgs) -> ExitCode {
     }
     eprintln!("\nxtask test: all passed in {:.0?}", began.elapsed());
     ExitCode::SUCCESS
+}
+
+/// The published crates as crates.io would have them: `cargo package` (which
+/// builds each from its `.crate`), then the core's tests and doctests run from
+/// its unpacked `.crate`, outside this workspace, as a user of the published
+/// crate would run them.
+fn packaged_tests(root: &Path) -> Result<(), String> {
+    run(
+        root,
+        "cargo",
+        &[
+            "package",
+            "-p",
+            "reqmod",
+            "-p",
+            "reqmod-linux",
+            "--allow-dirty",
+        ],
+        &[],
+    )?;
+    let version = env!("CARGO_PKG_VERSION");
+    let crate_file = root.join(format!("target/package/reqmod-{version}.crate"));
+    let dir = std::env::temp_dir().join(format!("reqmod-packaged-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let crate_path = crate_file.display().to_string();
+    let result = run(&dir, "tar", &["xzf", &crate_path], &[]).and_then(|()| {
+        let unpacked = dir.join(format!("reqmod-{version}"));
+        let target = root.join("target/packaged-tests").display().to_string();
+        run(
+            &unpacked,
+            "cargo",
+            &["test", "--features", "sim", "--target-dir", &target],
+            &[],
+        )
+    });
+    let _ = std::fs::remove_dir_all(&dir);
+    result
 }
 
 /// One `cargo` invocation of `cargo xtask test`.

@@ -56,8 +56,10 @@ impl Platform for MyKernel {
     async fn run_helper(&self, cmd: HelperCommand, wait: UmhWait) -> Result<WaitStatus, Errno> {
         let status = run_program(cmd.argv(), cmd.envp())?;
         match wait {
-            UmhWait::Proc => Ok(status),              // request_module: the exit status
-            UmhWait::Exec | UmhWait::NoWait => Ok(WaitStatus::SUCCESS), // the exec worked
+            // request_module: the helper's exit status.
+            UmhWait::Proc => Ok(status),
+            // request_module_nowait: the exec worked.
+            UmhWait::Exec | UmhWait::NoWait => Ok(WaitStatus::SUCCESS),
         }
     }
 }
