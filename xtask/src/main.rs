@@ -213,7 +213,7 @@ fn test(args: &TestArgs) -> ExitCode {
         // checks the docs show this code).
         step(
             &quickstart,
-            vec!["clippy", "--all-targets", "--", "-D", "warnings"],
+            vec!["clippy", "--lib", "--bins", "--", "-D", "warnings"],
             &[],
         ),
         step(&quickstart, vec!["build"], &[]),
