@@ -10,10 +10,14 @@
 extern "C" fn _start() -> ! {
     let ret = reqmod_quickstart::request_fs("vfat");
     core::hint::black_box(ret);
-    loop {}
+    loop {
+        riscv::asm::wfi();
+    }
 }
 
 #[panic_handler]
 fn panic(_: &core::panic::PanicInfo) -> ! {
-    loop {}
+    loop {
+        riscv::asm::wfi();
+    }
 }
