@@ -15,9 +15,10 @@ use embassy_sync::waitqueue::MultiWakerRegistration;
 
 use crate::config::RUNNING_HELPERS_TIMEOUT;
 use crate::dups::{self, DupLock, DupWakes, Lookup, name_hash};
-use crate::slots::{self, SlotGuard, SlotLock, Wakes};
+use crate::slots::{self, SlotGuard, SlotLock};
 use crate::status::from_kernel_ret;
 use crate::trace::RateLimit;
+use crate::wakes::Wakes;
 use crate::{
     AllowAll, Config, Errno, Event, HelperCommand, KernelRet, KillSignal, ModprobePath, ModuleName,
     Outcome, Platform, Security, UmhWait,

@@ -199,6 +199,7 @@
 #[macro_use]
 mod fmt;
 
+mod chain;
 mod command;
 mod config;
 mod dups;
@@ -212,6 +213,7 @@ mod security;
 mod slots;
 mod status;
 mod trace;
+mod wakes;
 
 #[cfg(feature = "sim")]
 #[cfg_attr(docsrs, doc(cfg(feature = "sim")))]

@@ -442,6 +442,19 @@ impl Wake for TaskWaker {
     }
 }
 
+/// A waker made for one poll that wakes the task's [`TaskWaker`].
+struct FreshWaker(Arc<TaskWaker>);
+
+impl Wake for FreshWaker {
+    fn wake(self: Arc<Self>) {
+        self.0.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.0.wake_by_ref();
+    }
+}
+
 type Task<'a> = Pin<Box<dyn Future<Output = ()> + 'a>>;
 
 /// A deterministic single-threaded executor over a [`SimPlatform`]'s clock.
@@ -450,6 +463,7 @@ pub struct Executor<'a> {
     ready: Arc<Mutex<VecDeque<usize>>>,
     polls: u64,
     observer: Option<Box<dyn FnMut() + 'a>>,
+    fresh_wakers: bool,
 }
 
 impl fmt::Debug for Executor<'_> {
@@ -475,7 +489,16 @@ impl<'a> Executor<'a> {
             ready: Arc::new(Mutex::new(VecDeque::new())),
             polls: 0,
             observer: None,
+            fresh_wakers: false,
         }
+    }
+
+    /// Hands every poll a new waker (equivalent: it wakes the same task, but
+    /// [`Waker::will_wake`] says it is not the previous one), as simple kernel
+    /// executors do that build a waker per poll. Code that relies on
+    /// `will_wake` being exact misbehaves under this executor.
+    pub fn fresh_wakers(&mut self, on: bool) {
+        self.fresh_wakers = on;
     }
 
     /// Calls `observer` after every poll of every task (to check invariants
@@ -531,7 +554,11 @@ impl<'a> Executor<'a> {
                 continue;
             };
             waker.queued.store(false, Ordering::SeqCst);
-            let w = Waker::from(waker.clone());
+            let w = if self.fresh_wakers {
+                Waker::from(Arc::new(FreshWaker(waker.clone())))
+            } else {
+                Waker::from(waker.clone())
+            };
             let mut cx = Context::from_waker(&w);
             self.polls += 1;
             CURRENT_TASK.with(|c| c.set(Some(id)));

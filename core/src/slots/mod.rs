@@ -50,6 +50,11 @@ use embassy_sync::blocking_mutex::Mutex;
 use embassy_sync::blocking_mutex::raw::RawMutex;
 
 use crate::Platform;
+use crate::chain::{Chain, Link};
+pub(crate) use crate::wakes::Wakes;
+
+mod queue;
+use queue::{Queue, Waiter};
 
 /// A counting semaphore with FIFO hand-off, a deadline, and an overflow
 /// lobby, under a mutex of its own, for the unit tests. (`Kmod` keeps a
@@ -94,170 +99,6 @@ pub(crate) struct SlotUsage {
     pub lobby: usize,
 }
 
-struct Waiter {
-    ticket: u64,
-    waker: Option<Waker>,
-    granted: bool,
-}
-
-/// The FIFO of queued waiters: a ring buffer in ticket order. Slots are
-/// handed out and taken at its front, where removing is O(1), and a ticket
-/// is found by binary search. (A `Vec` shifted all the others on every
-/// hand-off and scanned for every ticket: with thousands of waiters, as the
-/// `reqmod` CLI queues, that was half of a storm's CPU time.)
-struct Queue<const Q: usize> {
-    ring: [Option<Waiter>; Q],
-    /// Where index 0 (the oldest ticket) is in `ring`.
-    head: usize,
-    len: usize,
-    /// Waiters handed a slot that have not taken it yet.
-    granted: usize,
-}
-
-impl<const Q: usize> Queue<Q> {
-    const fn new() -> Self {
-        Queue {
-            ring: [const { None }; Q],
-            head: 0,
-            len: 0,
-            granted: 0,
-        }
-    }
-
-    fn is_full(&self) -> bool {
-        self.len == Q
-    }
-
-    /// Waiters not handed a slot.
-    fn waiting(&self) -> usize {
-        self.len - self.granted
-    }
-
-    /// Position in `ring` of index `i`.
-    fn at(&self, i: usize) -> usize {
-        (self.head + i) % Q
-    }
-
-    fn get(&self, i: usize) -> Option<&Waiter> {
-        if i >= self.len {
-            return None;
-        }
-        self.ring.get(self.at(i))?.as_ref()
-    }
-
-    fn get_mut(&mut self, i: usize) -> Option<&mut Waiter> {
-        if i >= self.len {
-            return None;
-        }
-        let at = self.at(i);
-        self.ring.get_mut(at)?.as_mut()
-    }
-
-    /// Moves the entry at ring position `from` to ring position `to`.
-    fn shift(&mut self, from: usize, to: usize) {
-        let w = self.ring.get_mut(from).and_then(Option::take);
-        if let Some(slot) = self.ring.get_mut(to) {
-            *slot = w;
-        }
-    }
-
-    /// The first index whose ticket is `>= ticket` (tickets ascend).
-    fn lower_bound(&self, ticket: u64) -> usize {
-        let (mut lo, mut hi) = (0, self.len);
-        while lo < hi {
-            let mid = lo + (hi - lo) / 2;
-            if self.get(mid).is_some_and(|w| w.ticket < ticket) {
-                lo = mid + 1;
-            } else {
-                hi = mid;
-            }
-        }
-        lo
-    }
-
-    /// The index of `ticket`.
-    fn find(&self, ticket: u64) -> Option<usize> {
-        let i = self.lower_bound(ticket);
-        self.get(i).is_some_and(|w| w.ticket == ticket).then_some(i)
-    }
-
-    /// Inserts `w` in ticket order (callers check for room first: if full,
-    /// `w` is dropped), moving whichever side of it is shorter.
-    fn insert(&mut self, w: Waiter) {
-        if self.is_full() {
-            return;
-        }
-        let i = self.lower_bound(w.ticket);
-        if i < self.len - i {
-            // Indices 0..i move one place towards the front.
-            self.head = (self.head + Q - 1) % Q;
-            for j in 0..i {
-                self.shift(self.at(j + 1), self.at(j));
-            }
-        } else {
-            // Indices i..len move one place towards the back (room: len < Q).
-            for j in (i..self.len).rev() {
-                self.shift(self.at(j), self.at(j + 1));
-            }
-        }
-        self.granted += usize::from(w.granted);
-        let at = self.at(i);
-        if let Some(slot) = self.ring.get_mut(at) {
-            *slot = Some(w);
-        }
-        self.len += 1;
-    }
-
-    /// Removes index `i`, moving whichever side of it is shorter.
-    fn remove(&mut self, i: usize) -> Option<Waiter> {
-        if i >= self.len {
-            return None;
-        }
-        let at = self.at(i);
-        let w = self.ring.get_mut(at).and_then(Option::take);
-        if i < self.len - 1 - i {
-            // Indices 0..i move one place towards the back.
-            for j in (0..i).rev() {
-                self.shift(self.at(j), self.at(j + 1));
-            }
-            self.head = (self.head + 1) % Q;
-        } else {
-            for j in i + 1..self.len {
-                self.shift(self.at(j), self.at(j - 1));
-            }
-        }
-        self.len -= 1;
-        if w.as_ref().is_some_and(|w| w.granted) {
-            self.granted -= 1;
-        }
-        w
-    }
-
-    /// Hands a slot to the oldest waiter that has none: its waker, to wake.
-    fn grant_oldest(&mut self) -> Option<Option<Waker>> {
-        if self.waiting() == 0 {
-            return None;
-        }
-        // Granted entries sit near the front until their owners take them.
-        let i = (0..self.len).find(|&i| self.get(i).is_some_and(|w| !w.granted))?;
-        let w = self.get_mut(i)?;
-        w.granted = true;
-        let waker = w.waker.take();
-        self.granted += 1;
-        Some(waker)
-    }
-
-    /// The index of the youngest waiter that has no slot.
-    fn youngest_waiting(&self) -> Option<usize> {
-        if self.waiting() == 0 {
-            return None;
-        }
-        (0..self.len)
-            .rev()
-            .find(|&i| self.get(i).is_some_and(|w| !w.granted))
-    }
-}
-
 /// The semaphore's state (see the module docs).
 pub(crate) struct State<const Q: usize> {
     free: usize,
@@ -266,35 +107,7 @@ pub(crate) struct State<const Q: usize> {
     next_ticket: u64,
     queue: Queue<Q>,
     lobby: usize,
-    lobby_gen: u32,
-    lobby_head: Option<Waker>,
-}
-
-/// Wakers to wake once the lock is released.
-pub(crate) struct Wakes(heapless::Vec<Waker, 4>);
-
-impl Wakes {
-    pub(crate) fn new() -> Self {
-        Wakes(heapless::Vec::new())
-    }
-
-    fn push(&mut self, waker: Option<Waker>) {
-        if let Some(w) = waker
-            && let Err(w) = self.0.push(w)
-        {
-            // More hand-offs than expected in one step: wake now rather than lose it.
-            w.wake();
-        }
-    }
-
-    /// Wakes them all. (By reference and inlined: usually there are none,
-    /// and a call that moves the array costs more than that check.)
-    #[inline]
-    pub(crate) fn wake(&mut self) {
-        while let Some(w) = self.0.pop() {
-            w.wake();
-        }
-    }
+    lobby_chain: Chain,
 }
 
 impl<const Q: usize> State<Q> {
@@ -310,8 +123,7 @@ impl<const Q: usize> State<Q> {
             next_ticket: 0,
             queue: Queue::new(),
             lobby: 0,
-            lobby_gen: 0,
-            lobby_head: None,
+            lobby_chain: Chain::new(),
         }
     }
 
@@ -352,14 +164,9 @@ impl<const Q: usize> State<Q> {
     }
 
     /// Starts a new lobby generation: every lobby member will be polled once.
-    fn broadcast(&mut self, wakes: &mut Wakes) {
-        self.lobby_gen = self.lobby_gen.wrapping_add(1);
-        wakes.push(self.lobby_head.take());
-    }
-
     fn room_opened(&mut self, wakes: &mut Wakes) {
         if self.lobby > 0 {
-            self.broadcast(wakes);
+            self.lobby_chain.broadcast(wakes);
         }
     }
 
@@ -388,48 +195,6 @@ impl<const Q: usize> State<Q> {
             }
             _ => false,
         }
-    }
-}
-
-/// A lobby member's link in the waker chain.
-#[derive(Default)]
-struct Link {
-    /// The generation this member registered in, and the waker it registered.
-    registered: Option<(u32, Waker)>,
-    /// The waker that was the chain's head before this member registered.
-    next: Option<Waker>,
-}
-
-impl Link {
-    /// Called on every poll in the lobby: in a new generation, pass the wake on.
-    fn on_poll<const Q: usize>(&mut self, s: &State<Q>, wakes: &mut Wakes) {
-        if let Some((generation, _)) = &self.registered
-            && *generation != s.lobby_gen
-        {
-            wakes.push(self.next.take());
-            self.registered = None;
-        }
-    }
-
-    fn register<const Q: usize>(&mut self, s: &mut State<Q>, waker: &Waker, wakes: &mut Wakes) {
-        if let Some((generation, w)) = &self.registered {
-            if *generation == s.lobby_gen && w.will_wake(waker) {
-                return;
-            }
-            // Our task's waker changed while we are in the chain: start over.
-            self.leave(s, wakes);
-        }
-        self.next = s.lobby_head.replace(waker.clone());
-        self.registered = Some((s.lobby_gen, waker.clone()));
-    }
-
-    /// Leaving the lobby: the members behind us in the chain may be unreachable
-    /// now, so start a new generation and pass our wake on.
-    fn leave<const Q: usize>(&mut self, s: &mut State<Q>, wakes: &mut Wakes) {
-        if self.registered.take().is_some() {
-            s.broadcast(wakes);
-        }
-        wakes.push(self.next.take());
     }
 }
 
@@ -550,7 +315,7 @@ impl<'a, L: SlotLock<Q>, const Q: usize> Acquire<'a, L, Q> {
             }
             None => {
                 s.lobby -= 1;
-                link.leave(s, wakes);
+                link.leave(&mut s.lobby_chain, wakes);
                 false
             }
         });
@@ -573,14 +338,17 @@ impl<'a, L: SlotLock<Q>, const Q: usize> Acquire<'a, L, Q> {
                 s.room_opened(wakes);
                 return true;
             }
-            if !w.waker.as_ref().is_some_and(|old| old.will_wake(waker)) {
-                w.waker = Some(waker.clone());
+            // The latest waker (`clone_from` skips the clone when
+            // `will_wake` says it is the same; a false "no" only costs a clone).
+            match &mut w.waker {
+                Some(old) => old.clone_from(waker),
+                None => w.waker = Some(waker.clone()),
             }
             return false;
         }
 
         // In the lobby.
-        self.link.on_poll(s, wakes);
+        self.link.on_poll(&s.lobby_chain, wakes);
         let me = Waiter {
             ticket,
             waker: Some(waker.clone()),
@@ -588,7 +356,7 @@ impl<'a, L: SlotLock<Q>, const Q: usize> Acquire<'a, L, Q> {
         };
         if !s.queue.is_full() {
             s.lobby -= 1;
-            self.link.leave(s, wakes);
+            self.link.leave(&mut s.lobby_chain, wakes);
             s.insert_sorted(me);
         } else {
             let younger = s
@@ -596,14 +364,14 @@ impl<'a, L: SlotLock<Q>, const Q: usize> Acquire<'a, L, Q> {
                 .youngest_waiting()
                 .filter(|&i| s.queue.get(i).is_some_and(|w| w.ticket > ticket));
             let Some(i) = younger else {
-                self.link.register(s, waker, wakes);
+                self.link.register(&mut s.lobby_chain, waker);
                 return false;
             };
             // Swap places with the youngest queued waiter; it moves to the lobby
             // (lobby count unchanged) and learns so when its waker runs.
             let victim = s.queue.remove(i);
             wakes.push(victim.and_then(|v| v.waker));
-            self.link.leave(s, wakes);
+            self.link.leave(&mut s.lobby_chain, wakes);
             s.insert_sorted(me);
         }
         s.dispatch(wakes);
@@ -638,7 +406,7 @@ impl<'a, L: SlotLock<Q>, const Q: usize> Future for Acquire<'a, L, Q> {
                     s.take_granted(ticket, wakes)
                 } else {
                     s.lobby += 1;
-                    this.link.register(s, cx.waker(), wakes);
+                    this.link.register(&mut s.lobby_chain, cx.waker());
                     false
                 }
             }
@@ -678,6 +446,13 @@ mod tests {
         }
     }
 
+    struct Fresh(Arc<Counter>);
+    impl Wake for Fresh {
+        fn wake(self: Arc<Self>) {
+            self.0.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
     /// A waiter polled by hand, with a waker that counts its wakes.
     struct Task<'a, const Q: usize> {
         fut: Acquire<'a, Slots<CriticalSectionRawMutex, Q>, Q>,
@@ -700,7 +475,8 @@ mod tests {
             if self.guard.is_some() {
                 return true;
             }
-            let waker = Waker::from(self.wakes.clone());
+            // A fresh (equivalent) waker on every poll: `will_wake` says no.
+            let waker = Waker::from(Arc::new(Fresh(self.wakes.clone())));
             let mut cx = Context::from_waker(&waker);
             if let Poll::Ready(g) = Pin::new(&mut self.fut).poll(&mut cx) {
                 self.guard = Some(g);
@@ -728,63 +504,6 @@ mod tests {
                 return polls;
             }
             assert!(polls < 100_000, "wake storm");
-        }
-    }
-
-    /// The ring buffer against a `Vec` model: random inserts (in ticket
-    /// order, anywhere), removals from anywhere, hand-outs, lookups, with the
-    /// ring's start wandering all around it.
-    #[test]
-    fn queue_matches_a_sorted_vec() {
-        let mut q = Queue::<7>::new();
-        let mut model: Vec<(u64, bool)> = Vec::new();
-        let mut x: u64 = 0x2545_F491_4F6C_DD1D;
-        let mut rand = |n: u64| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x % n
-        };
-        for _ in 0..200_000 {
-            match rand(4) {
-                0 | 1 if model.len() < 7 => {
-                    let ticket = rand(1000);
-                    if model.iter().any(|&(t, _)| t == ticket) {
-                        continue;
-                    }
-                    q.insert(Waiter {
-                        ticket,
-                        waker: None,
-                        granted: false,
-                    });
-                    let at = model.partition_point(|&(t, _)| t < ticket);
-                    model.insert(at, (ticket, false));
-                }
-                2 if !model.is_empty() => {
-                    let i = rand(model.len() as u64) as usize;
-                    let w = q.remove(i).expect("in range");
-                    assert_eq!((w.ticket, w.granted), model.remove(i));
-                }
-                _ => {
-                    let granted = q.grant_oldest().is_some();
-                    let first = model.iter_mut().find(|(_, g)| !*g);
-                    assert_eq!(granted, first.is_some());
-                    if let Some((_, g)) = first {
-                        *g = true;
-                    }
-                }
-            }
-            assert_eq!(q.len, model.len());
-            assert_eq!(q.waiting(), model.iter().filter(|(_, g)| !*g).count());
-            let got: Vec<(u64, bool)> = (0..q.len)
-                .map(|i| q.get(i).map(|w| (w.ticket, w.granted)).expect("in range"))
-                .collect();
-            assert_eq!(got, model);
-            for (i, &(t, _)) in model.iter().enumerate() {
-                assert_eq!(q.find(t), Some(i));
-            }
-            assert_eq!(q.find(1000), None);
-            assert_eq!(q.youngest_waiting(), model.iter().rposition(|(_, g)| !*g));
         }
     }
 
