@@ -2,20 +2,20 @@
 
 use core::fmt;
 
-use crate::{ModprobePath, ModuleName};
+use crate::{MODULE_NAME_LEN, ModprobePath, ModuleName, RequestId};
 
 /// The environment every helper gets, exactly (SPEC §4): nothing of the
 /// caller's environment leaks in.
 pub const HELPER_ENVP: [&str; 3] = ["HOME=/", "TERM=linux", "PATH=/sbin:/usr/sbin:/bin:/usr/bin"];
 
 /// How long [`Platform::run_helper`](crate::Platform::run_helper) waits
-/// (the kernel's `UMH_*` wait modes). Module requests are always
-/// `UMH_KILLABLE` as well: a waiting caller may be cancelled, the helper is not.
+/// (the kernel's `UMH_*` wait modes that `request_module` uses). Module
+/// requests are always `UMH_KILLABLE` as well: a waiting caller may be
+/// cancelled, the helper is not. (The kernel's third mode, `UMH_NO_WAIT`, is
+/// never used by kmod, so a port never sees it.)
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub enum UmhWait {
-    /// `UMH_NO_WAIT`: start the helper and return `Ok(SUCCESS)` at once.
-    NoWait,
     /// `UMH_WAIT_EXEC`: return once the program has been executed: success, or
     /// the errno of the failed exec. Used by `request_module_nowait`.
     Exec,
@@ -31,7 +31,6 @@ impl UmhWait {
     /// The kernel's flag word for this mode as kmod passes it (with `UMH_KILLABLE`).
     pub const fn kernel_flags(self) -> u32 {
         let mode = match self {
-            UmhWait::NoWait => 0x00,
             UmhWait::Exec => 0x01,
             UmhWait::Proc => 0x02,
         };
@@ -40,17 +39,30 @@ impl UmhWait {
 }
 
 /// One helper invocation, owned, so a cancelled caller cannot free it early:
-/// `argv = [path, "-q", "--", name]` and the fixed [`HELPER_ENVP`].
+/// `argv = [path, "-q", "--", name]` and the fixed [`HELPER_ENVP`], for the
+/// request [`request`](Self::request). `NAME` is the module-name bound of the
+/// [`Kmod`](crate::Kmod) that made it.
 #[derive(Clone, PartialEq, Eq, Hash)]
-pub struct HelperCommand {
+pub struct HelperCommand<const NAME: usize = MODULE_NAME_LEN> {
     path: ModprobePath,
-    name: ModuleName,
+    name: ModuleName<NAME>,
+    request: RequestId,
 }
 
-impl HelperCommand {
-    /// The command kmod runs to load `name` with the helper at `path`.
-    pub fn modprobe(path: ModprobePath, name: ModuleName) -> Self {
-        HelperCommand { path, name }
+impl<const NAME: usize> HelperCommand<NAME> {
+    /// The command kmod runs to load `name` with the helper at `path`, for
+    /// request `request`.
+    pub fn modprobe(path: ModprobePath, name: ModuleName<NAME>, request: RequestId) -> Self {
+        HelperCommand {
+            path,
+            name,
+            request,
+        }
+    }
+
+    /// The request this helper runs for.
+    pub fn request(&self) -> RequestId {
+        self.request
     }
 
     /// Sets the path to a copy of `path` in place (copies its bytes only,
@@ -70,6 +82,11 @@ impl HelperCommand {
         self.name.as_str()
     }
 
+    /// The module name, bounded.
+    pub fn module_name(&self) -> &ModuleName<NAME> {
+        &self.name
+    }
+
     /// `[path, "-q", "--", name]`. The `--` makes a name that starts with `-`
     /// a name, not an option.
     pub fn argv(&self) -> [&[u8]; 4] {
@@ -82,16 +99,17 @@ impl HelperCommand {
     }
 }
 
-impl fmt::Debug for HelperCommand {
+impl<const NAME: usize> fmt::Debug for HelperCommand<NAME> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("HelperCommand")
             .field("path", &self.path)
             .field("name", &self.name)
+            .field("request", &self.request)
             .finish()
     }
 }
 
-impl fmt::Display for HelperCommand {
+impl<const NAME: usize> fmt::Display for HelperCommand<NAME> {
     /// `/sbin/modprobe -q -- name`
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{} -q -- {}", self.path, self.name)
@@ -99,7 +117,7 @@ impl fmt::Display for HelperCommand {
 }
 
 #[cfg(feature = "defmt")]
-impl defmt::Format for HelperCommand {
+impl<const NAME: usize> defmt::Format for HelperCommand<NAME> {
     fn format(&self, f: defmt::Formatter<'_>) {
         defmt::write!(f, "{} -q -- {}", self.path, self.name)
     }
@@ -111,8 +129,12 @@ mod tests {
 
     #[test]
     fn argv_and_envp_are_the_kernels() {
-        let cmd =
-            HelperCommand::modprobe(ModprobePath::default(), ModuleName::new("-x y").unwrap());
+        let cmd: HelperCommand = HelperCommand::modprobe(
+            ModprobePath::default(),
+            ModuleName::new("-x y").unwrap(),
+            RequestId::new(1),
+        );
+        assert_eq!(cmd.request(), RequestId::new(1));
         assert_eq!(cmd.argv(), [&b"/sbin/modprobe"[..], b"-q", b"--", b"-x y"]);
         assert_eq!(
             cmd.envp(),
@@ -126,7 +148,6 @@ mod tests {
 
     #[test]
     fn wait_flags_are_killable() {
-        assert_eq!(UmhWait::NoWait.kernel_flags(), 0x04);
         assert_eq!(UmhWait::Exec.kernel_flags(), 0x05);
         assert_eq!(UmhWait::Proc.kernel_flags(), 0x06);
     }

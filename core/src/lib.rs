@@ -82,7 +82,7 @@
 //!             // request_module: the helper's exit status.
 //!             UmhWait::Proc => Ok(status),
 //!             // request_module_nowait: the exec worked.
-//!             UmhWait::Exec | UmhWait::NoWait => Ok(WaitStatus::SUCCESS),
+//!             UmhWait::Exec => Ok(WaitStatus::SUCCESS),
 //!         }
 //!     }
 //! }
@@ -199,11 +199,14 @@
 #[macro_use]
 mod fmt;
 
+mod ancestry;
 mod chain;
 mod command;
 mod config;
 mod dups;
 mod errno;
+mod guards;
+mod id;
 mod kill;
 mod kmod;
 mod name;
@@ -211,6 +214,7 @@ mod path;
 mod platform;
 mod security;
 mod slots;
+mod stats;
 mod status;
 mod trace;
 mod wakes;
@@ -224,14 +228,16 @@ pub use config::{
     Config, DEDUP_LINGER, MAX_KMOD_ALL_BUSY_TIMEOUT, MAX_KMOD_CONCURRENT, RUNNING_HELPERS_TIMEOUT,
 };
 pub use errno::Errno;
+pub use id::RequestId;
 pub use kill::KillSignal;
-pub use kmod::{Kmod, Stats};
+pub use kmod::Kmod;
 pub use name::{MODULE_NAME_LEN, ModuleName};
 pub use path::{DEFAULT_MODPROBE_PATH, KMOD_PATH_LEN, ModprobePath};
 pub use platform::Platform;
 pub use security::{AllowAll, Security};
+pub use stats::Stats;
 pub use status::{KernelRet, Outcome, WaitStatus, from_kernel_ret, kernel_ret};
-pub use trace::Event;
+pub use trace::{Check, Event};
 
 /// The raw mutexes a [`Kmod`] can be built with (its `M` parameter), from
 /// `embassy-sync`, so a port can name them without depending on it.

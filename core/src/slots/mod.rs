@@ -127,6 +127,20 @@ impl<const Q: usize> State<Q> {
         }
     }
 
+    /// A grant's snapshot of the semaphore.
+    fn granted(&self, waited: bool) -> Granted {
+        Granted {
+            waited,
+            waiting: self.queue.waiting() + self.lobby,
+            in_use: self.held,
+        }
+    }
+
+    /// Requests waiting for a slot and slots held.
+    pub(crate) fn waiting_and_held(&self) -> (usize, usize) {
+        (self.queue.waiting() + self.lobby, self.held)
+    }
+
     /// A snapshot for [`Stats`](crate::Stats).
     pub(crate) fn usage(&self) -> SlotUsage {
         SlotUsage {
@@ -225,16 +239,24 @@ impl<M: RawMutex, const Q: usize> SlotLock<Q> for Slots<M, Q> {
 
 /// Waits for a slot of the semaphore under `lock`, FIFO, until `deadline` on
 /// `platform`'s clock. `None` means the deadline passed first (`-ETIME`).
-pub(crate) async fn acquire_until<'a, L: SlotLock<Q>, P: Platform, const Q: usize>(
+/// If no slot is free at once, `on_wait(waiting, held)` is called first.
+pub(crate) async fn acquire_until<'a, L, P, const Q: usize, const N: usize>(
     lock: &'a L,
     platform: &P,
     deadline: Duration,
-) -> Option<SlotGuard<'a, L, Q>> {
+    on_wait: impl FnOnce(usize, usize),
+) -> Option<SlotGuard<'a, L, Q>>
+where
+    L: SlotLock<Q>,
+    P: Platform<N>,
+{
     let mut acquire = acquire(lock);
     // Uncontended, a free slot is taken on the first poll: no timer is made.
     if let Poll::Ready(guard) = poll_fn(|cx| Poll::Ready(Pin::new(&mut acquire).poll(cx))).await {
         return Some(guard);
     }
+    let (waiting, held) = acquire.queued_at;
+    on_wait(waiting, held);
     // It waits: now the platform's timer. The slot was polled just now, in
     // this same poll of the task, so the first round only arms the timer.
     let mut sleep = pin!(platform.sleep_until(deadline));
@@ -260,15 +282,33 @@ pub(crate) fn acquire<L: SlotLock<Q>, const Q: usize>(lock: &L) -> Acquire<'_, L
         slots: lock,
         step: Step::Start,
         link: Link::default(),
+        queued_at: (0, 0),
     }
 }
 
 /// A held slot; dropping it hands the slot to the oldest waiter.
 pub(crate) struct SlotGuard<'a, L: SlotLock<Q>, const Q: usize> {
     slots: &'a L,
+    granted: Granted,
+}
+
+/// How a slot was had: whether its request waited, and the semaphore just then.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Granted {
+    /// Whether the request had to wait for it.
+    pub(crate) waited: bool,
+    /// Requests waiting for a slot just after this one got it.
+    pub(crate) waiting: usize,
+    /// Slots held just after, this one included.
+    pub(crate) in_use: usize,
 }
 
 impl<L: SlotLock<Q>, const Q: usize> SlotGuard<'_, L, Q> {
+    /// How the slot was had.
+    pub(crate) fn granted(&self) -> Granted {
+        self.granted
+    }
+
     /// Releases the slot in `s`, the state this guard's lock guards, which
     /// the caller holds locked already (so that releasing takes no lock of
     /// its own); `wakes` are to be woken once it is unlocked.
@@ -296,6 +336,8 @@ pub(crate) struct Acquire<'a, L: SlotLock<Q>, const Q: usize> {
     slots: &'a L,
     step: Step,
     link: Link,
+    /// `(waiting, held)` when it began to wait, itself included.
+    queued_at: (usize, usize),
 }
 
 impl<'a, L: SlotLock<Q>, const Q: usize> Acquire<'a, L, Q> {
@@ -311,15 +353,15 @@ impl<'a, L: SlotLock<Q>, const Q: usize> Acquire<'a, L, Q> {
             Some(i) => {
                 let w = s.queue.remove(i);
                 s.room_opened(wakes);
-                w.is_some_and(|w| w.granted)
+                w.is_some_and(|w| w.granted).then(|| s.granted(true))
             }
             None => {
                 s.lobby -= 1;
                 link.leave(&mut s.lobby_chain, wakes);
-                false
+                None
             }
         });
-        granted.then(|| SlotGuard { slots })
+        granted.map(|granted| SlotGuard { slots, granted })
     }
 
     fn poll_waiting(
@@ -386,15 +428,16 @@ impl<'a, L: SlotLock<Q>, const Q: usize> Future for Acquire<'a, L, Q> {
         let this = self.get_mut();
         let slots = this.slots;
         let ready = with(slots, |s, wakes| match this.step {
-            Step::Done => false,
+            Step::Done => None,
             Step::Start => {
                 if s.free > 0 && s.lobby == 0 && !s.has_queued() {
                     s.take_free();
-                    return true;
+                    return Some(s.granted(false));
                 }
                 let ticket = s.next_ticket;
                 s.next_ticket += 1;
                 this.step = Step::Waiting(ticket);
+                this.queued_at = (s.queue.waiting() + s.lobby + 1, s.held);
                 if s.lobby == 0 && !s.queue.is_full() {
                     // The newest ticket goes last.
                     s.insert_sorted(Waiter {
@@ -403,20 +446,23 @@ impl<'a, L: SlotLock<Q>, const Q: usize> Future for Acquire<'a, L, Q> {
                         granted: false,
                     });
                     s.dispatch(wakes);
-                    s.take_granted(ticket, wakes)
+                    s.take_granted(ticket, wakes).then(|| s.granted(true))
                 } else {
                     s.lobby += 1;
                     this.link.register(&mut s.lobby_chain, cx.waker());
-                    false
+                    None
                 }
             }
-            Step::Waiting(ticket) => this.poll_waiting(s, ticket, cx.waker(), wakes),
+            Step::Waiting(ticket) => this
+                .poll_waiting(s, ticket, cx.waker(), wakes)
+                .then(|| s.granted(true)),
         });
-        if ready {
-            this.step = Step::Done;
-            Poll::Ready(SlotGuard { slots })
-        } else {
-            Poll::Pending
+        match ready {
+            Some(granted) => {
+                this.step = Step::Done;
+                Poll::Ready(SlotGuard { slots, granted })
+            }
+            None => Poll::Pending,
         }
     }
 }
