@@ -62,7 +62,11 @@ fn with_inits(kmod: &'static SimKmod, deps: fn(&str) -> &'static [&'static str])
         let body: Body = Box::pin(async move {
             let mut ok = true;
             for dep in wants {
-                ok &= kmod.request_module(format_args!("{dep}")).await.kernel_ret() == 0;
+                ok &= kmod
+                    .request_module(format_args!("{dep}"))
+                    .await
+                    .kernel_ret()
+                    == 0;
             }
             WaitStatus::exited(if ok { 0 } else { 1 })
         });
@@ -110,9 +114,15 @@ fn a_two_module_loop_ends_with_eloop_at_once() {
     assert!(real.elapsed() < Duration::from_secs(1));
     let refused = loop_refusals(kmod);
     assert_eq!(refused.len(), 1);
-    assert!(refused[0].contains(r#"chain: "fs-a -> fs-b -> fs-a""#), "{refused:?}");
+    assert!(
+        refused[0].contains(r#"chain: "fs-a -> fs-b -> fs-a""#),
+        "{refused:?}"
+    );
     let st = kmod.stats();
-    assert_eq!((st.loops, st.helpers_started, st.max_concurrent_seen), (1, 2, 2));
+    assert_eq!(
+        (st.loops, st.helpers_started, st.max_concurrent_seen),
+        (1, 2, 2)
+    );
     assert_eq!(st.in_flight, 0);
 }
 
@@ -127,10 +137,16 @@ fn a_three_module_loop_ends_with_eloop_at_once() {
     assert_eq!(done(&x), (256, Duration::ZERO));
     let refused = loop_refusals(kmod);
     assert_eq!(refused.len(), 1);
-    assert!(refused[0].contains(r#"chain: "x -> y -> z -> x""#), "{refused:?}");
+    assert!(
+        refused[0].contains(r#"chain: "x -> y -> z -> x""#),
+        "{refused:?}"
+    );
     // -ELOOP took no slot: three helpers, never more than three slots.
     let st = kmod.stats();
-    assert_eq!((st.loops, st.helpers_started, st.max_concurrent_seen), (1, 3, 3));
+    assert_eq!(
+        (st.loops, st.helpers_started, st.max_concurrent_seen),
+        (1, 3, 3)
+    );
 }
 
 #[test]
@@ -197,7 +213,13 @@ fn slow_storm(config: Config) -> (Vec<(i32, Duration)>, &'static SimKmod) {
         ex.spawn(kmod.request_module(format_args!("slow")));
     }
     let fast: Vec<_> = (0..5)
-        .map(|i| ex.spawn(at(sim, ms(1), timed(sim, kmod.request_module(format_args!("fast-{i}"))))))
+        .map(|i| {
+            ex.spawn(at(
+                sim,
+                ms(1),
+                timed(sim, kmod.request_module(format_args!("fast-{i}"))),
+            ))
+        })
         .collect();
     ex.run(sim).unwrap();
     (fast.iter().map(done).collect(), kmod)
@@ -245,13 +267,25 @@ fn a_first_request_that_times_out_waiting_gives_its_duplicates_etime() {
     });
     let mut ex = Executor::new();
     let hog = ex.spawn(timed(sim, kmod.request_module(format_args!("hog"))));
-    let first = ex.spawn(at(sim, ms(1), timed(sim, kmod.request_module(format_args!("m")))));
-    let dup = ex.spawn(at(sim, ms(2), timed(sim, kmod.request_module(format_args!("m")))));
+    let first = ex.spawn(at(
+        sim,
+        ms(1),
+        timed(sim, kmod.request_module(format_args!("m"))),
+    ));
+    let dup = ex.spawn(at(
+        sim,
+        ms(2),
+        timed(sim, kmod.request_module(format_args!("m"))),
+    ));
     ex.run(sim).unwrap();
     assert_eq!(done(&hog), (0, secs(10)));
     let at_timeout = ms(1) + secs(5);
     assert_eq!(done(&first), (-62, at_timeout));
-    assert_eq!(done(&dup), (-62, at_timeout), "answered when its first timed out");
+    assert_eq!(
+        done(&dup),
+        (-62, at_timeout),
+        "answered when its first timed out"
+    );
     assert_eq!(kmod.stats().busy_timeouts, 1);
 }
 
@@ -265,8 +299,16 @@ fn killed_first(config: Config) -> ((i32, Duration), (i32, Duration), usize) {
     sim.set_script(|_| Behavior::exits(0).lasting(secs(2)));
     let mut ex = Executor::new();
     let first = ex.spawn(kmod.request_module(format_args!("a")));
-    let dup = ex.spawn(at(sim, ms(10), timed(sim, kmod.request_module(format_args!("a")))));
-    let late = ex.spawn(at(sim, ms(1500), timed(sim, kmod.request_module(format_args!("a")))));
+    let dup = ex.spawn(at(
+        sim,
+        ms(10),
+        timed(sim, kmod.request_module(format_args!("a"))),
+    ));
+    let late = ex.spawn(at(
+        sim,
+        ms(1500),
+        timed(sim, kmod.request_module(format_args!("a"))),
+    ));
     ex.run_until(sim, secs(1)).unwrap();
     ex.cancel(&first);
     ex.run(sim).unwrap();
@@ -296,7 +338,13 @@ fn failure_lingers(config: Config) -> Vec<(i32, Duration)> {
     sim.set_script(|_| Behavior::exits(1));
     let mut ex = Executor::new();
     let hs: Vec<_> = [0, 5, 20, 70]
-        .map(|t| ex.spawn(at(sim, secs(t), timed(sim, kmod.request_module(format_args!("m"))))))
+        .map(|t| {
+            ex.spawn(at(
+                sim,
+                secs(t),
+                timed(sim, kmod.request_module(format_args!("m"))),
+            ))
+        })
         .into_iter()
         .collect();
     ex.run(sim).unwrap();
@@ -315,7 +363,13 @@ fn without_transient_caching_failures_linger_their_own_time() {
     // 5 s: within 10 s, a duplicate; 20 s: a new run; 70 s: a new run.
     assert_eq!(
         out,
-        [(256, secs(0)), (256, secs(5)), (256, secs(20)), (256, secs(70)), (3, Duration::ZERO)]
+        [
+            (256, secs(0)),
+            (256, secs(5)),
+            (256, secs(20)),
+            (256, secs(70)),
+            (3, Duration::ZERO)
+        ]
     );
 }
 
@@ -325,7 +379,13 @@ fn by_default_failures_linger_sixty_seconds_as_in_linux() {
     // 5 s and 20 s are duplicates; 70 s is past 60 s: a new run.
     assert_eq!(
         out,
-        [(256, secs(0)), (256, secs(5)), (256, secs(20)), (256, secs(70)), (2, Duration::ZERO)]
+        [
+            (256, secs(0)),
+            (256, secs(5)),
+            (256, secs(20)),
+            (256, secs(70)),
+            (2, Duration::ZERO)
+        ]
     );
 }
 
@@ -338,7 +398,11 @@ fn without_transient_caching_successes_still_linger_dedup_linger() {
     let sim = kmod.platform();
     let mut ex = Executor::new();
     ex.spawn(kmod.request_module(format_args!("ok")));
-    let later = ex.spawn(at(sim, secs(30), timed(sim, kmod.request_module(format_args!("ok")))));
+    let later = ex.spawn(at(
+        sim,
+        secs(30),
+        timed(sim, kmod.request_module(format_args!("ok"))),
+    ));
     ex.run(sim).unwrap();
     assert_eq!(done(&later), (0, secs(30)));
     assert_eq!(sim.runs().len(), 1);
@@ -357,7 +421,13 @@ fn hung(config: Config, can_kill: bool) -> (Vec<(i32, Duration)>, &'static SimKm
     });
     let mut ex = Executor::new();
     let hs: Vec<_> = (0..3)
-        .map(|i| ex.spawn(at(sim, ms(i), timed(sim, kmod.request_module(format_args!("hang"))))))
+        .map(|i| {
+            ex.spawn(at(
+                sim,
+                ms(i),
+                timed(sim, kmod.request_module(format_args!("hang"))),
+            ))
+        })
         .collect();
     ex.run(sim).unwrap();
     (hs.iter().map(done).collect(), kmod)
@@ -372,8 +442,15 @@ fn the_watchdog_kills_a_hung_helper_and_everyone_gets_9() {
     let run = &sim.runs()[0];
     assert!(run.killed && run.ends == secs(2));
     let st = kmod.stats();
-    assert_eq!((st.helpers_killed, st.running_helpers, st.duplicates), (1, 0, 2));
-    let killed: Vec<_> = sim.events().into_iter().filter(|e| e.kind == "helper_killed").collect();
+    assert_eq!(
+        (st.helpers_killed, st.running_helpers, st.duplicates),
+        (1, 0, 2)
+    );
+    let killed: Vec<_> = sim
+        .events()
+        .into_iter()
+        .filter(|e| e.kind == "helper_killed")
+        .collect();
     assert_eq!(killed.len(), 1);
     assert!(killed[0].detail.contains("after: 2s") && killed[0].detail.contains("killed: true"));
 }
@@ -411,7 +488,10 @@ fn the_watchdog_does_not_touch_helpers_that_end_in_time_or_nowait_ones() {
     });
     let mut ex = Executor::new();
     let q = ex.spawn(timed(sim, kmod.request_module(format_args!("quick"))));
-    let n = ex.spawn(timed(sim, kmod.request_module_nowait(format_args!("detached"))));
+    let n = ex.spawn(timed(
+        sim,
+        kmod.request_module_nowait(format_args!("detached")),
+    ));
     ex.run(sim).unwrap();
     assert_eq!(done(&q), (768, ms(1999)));
     assert_eq!(done(&n), (0, Duration::ZERO));
@@ -430,8 +510,18 @@ fn the_preset_turns_every_policy_on_and_the_default_none() {
     assert_eq!(off.helper_timeout, None);
     // The preset keeps the kernel's limits.
     assert_eq!(
-        (on.max_concurrent, on.busy_timeout, on.dedup, on.dedup_linger),
-        (off.max_concurrent, off.busy_timeout, off.dedup, off.dedup_linger)
+        (
+            on.max_concurrent,
+            on.busy_timeout,
+            on.dedup,
+            on.dedup_linger
+        ),
+        (
+            off.max_concurrent,
+            off.busy_timeout,
+            off.dedup,
+            off.dedup_linger
+        )
     );
     let _ = Errno::ELOOP;
 }
