@@ -33,7 +33,8 @@ impl Rebuilt {
         }
         match *event {
             Event::Request { .. } => {
-                if !self.began.insert(id) {
+                let first = self.began.insert(id);
+                if !first {
                     self.errors.push(format!("two starts: {event:?}"));
                 }
             }
@@ -48,7 +49,8 @@ impl Rebuilt {
                 self.waiting.remove(&id);
             }
             Event::SlotReleased { .. } => {
-                if !self.holding.remove(&id) {
+                let held = self.holding.remove(&id);
+                if !held {
                     self.errors
                         .push(format!("released without a slot: {event:?}"));
                 }
