@@ -366,12 +366,15 @@ where
                 if let Some(a) = announcer {
                     a.announce(-Errno::ETIME.raw());
                 }
+                let (waiting, in_use) = self.lock(|i| i.slots.waiting_and_held());
                 self.emit(Event::BusyTimeout {
                     id,
                     name: shown,
                     max_concurrent: self.config.max_concurrent,
                     timeout: self.config.busy_timeout,
                     waited,
+                    waiting,
+                    in_use,
                 });
                 return self.finish(request, Err(Errno::ETIME), Some(start), false, |s| {
                     s.busy_timeouts += 1

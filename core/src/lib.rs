@@ -216,6 +216,7 @@ mod security;
 mod slots;
 mod stats;
 mod status;
+pub mod timeline;
 mod trace;
 mod wakes;
 

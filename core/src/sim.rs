@@ -45,6 +45,7 @@ use std::sync::{Arc, Mutex};
 use std::task::Wake;
 use std::vec::Vec;
 
+use crate::timeline::ChromeTrace;
 use crate::{
     Errno, Event, HelperCommand, MODULE_NAME_LEN, Platform, RequestId, UmhWait, WaitStatus,
 };
@@ -193,6 +194,7 @@ pub struct SimPlatform<const NAME: usize = MODULE_NAME_LEN> {
     runs: RefCell<Vec<HelperRun<NAME>>>,
     events: RefCell<Vec<RecordedEvent>>,
     observer: RefCell<Option<Observer>>,
+    timeline: RefCell<Option<ChromeTrace<String>>>,
     /// Requests whose helper the watchdog killed.
     killed: RefCell<Vec<RequestId>>,
     /// The waker of each helper's life after its exec, by request.
@@ -248,6 +250,7 @@ impl<const NAME: usize> SimPlatform<NAME> {
             runs: RefCell::new(Vec::new()),
             events: RefCell::new(Vec::new()),
             observer: RefCell::new(None),
+            timeline: RefCell::new(None),
             killed: RefCell::new(Vec::new()),
             lives: RefCell::new(BTreeMap::new()),
             can_kill: Cell::new(true),
@@ -268,6 +271,34 @@ impl<const NAME: usize> SimPlatform<NAME> {
     /// Calls `observer` with every event and its virtual time, as it happens.
     pub fn observe(&self, observer: impl FnMut(Duration, &Event<'_>) + 'static) {
         *self.observer.borrow_mut() = Some(Box::new(observer));
+    }
+
+    /// Records a timeline of every following event ([`ChromeTrace`]): read it
+    /// with [`chrome_trace`](Self::chrome_trace) or write it to a file with
+    /// [`write_chrome_trace`](Self::write_chrome_trace).
+    pub fn record_chrome_trace(&self) {
+        *self.timeline.borrow_mut() = Some(ChromeTrace::new(String::new()));
+    }
+
+    /// The timeline recorded so far, as a complete JSON document (empty
+    /// without [`record_chrome_trace`](Self::record_chrome_trace)).
+    pub fn chrome_trace(&self) -> String {
+        let so_far = self
+            .timeline
+            .borrow()
+            .as_ref()
+            .map(|t| t.get_ref().clone())
+            .unwrap_or_default();
+        if so_far.is_empty() {
+            "[]\n".into()
+        } else {
+            so_far + "\n]\n"
+        }
+    }
+
+    /// Writes the timeline to `path` (open it in `ui.perfetto.dev`).
+    pub fn write_chrome_trace(&self, path: impl AsRef<std::path::Path>) -> std::io::Result<()> {
+        std::fs::write(path, self.chrome_trace())
     }
 
     /// Whether [`Platform::kill_helper`] can kill (on by default).
@@ -355,6 +386,10 @@ impl<const NAME: usize> SimPlatform<NAME> {
     fn record(&self, event: &Event<'_>) {
         if let Some(observe) = self.observer.borrow_mut().as_mut() {
             observe(self.now.get(), event);
+        }
+        if let Some(t) = self.timeline.borrow_mut().as_mut() {
+            // Writing to a String cannot fail.
+            let _ = t.event(self.now.get(), event);
         }
         if !self.recording.get() {
             return;

@@ -101,6 +101,10 @@ pub enum Event<'a> {
         timeout: Duration,
         /// How long the request waited (at least `timeout`).
         waited: Duration,
+        /// Requests still waiting for a slot.
+        waiting: usize,
+        /// Slots held now.
+        in_use: usize,
     },
     /// The request gave its slot back.
     SlotReleased {
