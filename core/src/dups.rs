@@ -41,9 +41,9 @@ struct Entry<const NAME: usize> {
     id: u32,
     /// The request that made it, whose result it gives.
     first: RequestId,
-    /// The kernel integer of the first announced result, when it came, and
-    /// how long it answers new requests.
-    done: Option<(i32, Duration, Duration)>,
+    /// The kernel integer of the first announced result, and until when it
+    /// answers new requests.
+    done: Option<(i32, Duration)>,
     /// Duplicates waiting for (or woken with, and not yet having read) the result.
     waiting: u32,
     /// Their wakers.
@@ -72,10 +72,20 @@ pub(crate) struct State<const ENTRIES: usize, const NAME: usize> {
 const PENDING: u32 = u32::MAX;
 
 /// A first request's own entry, so that it announces without a search.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct First {
     index: u16,
     id: u32,
+}
+
+#[cfg(test)]
+impl First {
+    pub(crate) fn for_tests(index: u16) -> Self {
+        First { index, id: 0 }
+    }
+    pub(crate) fn index_for_tests(self) -> u16 {
+        self.index
+    }
 }
 
 /// A waiting duplicate's entry.
@@ -113,6 +123,17 @@ pub(crate) trait DupLock<const ENTRIES: usize, const NAME: usize> {
     fn with_dups<R>(&self, f: impl FnOnce(&mut State<ENTRIES, NAME>) -> R) -> R;
 }
 
+/// The name of the entry a first request made (loop detection reads it).
+pub(crate) fn name_of<const E: usize, const N: usize>(
+    s: &State<E, N>,
+    first: First,
+) -> Option<&str> {
+    s.entries
+        .get(usize::from(first.index))
+        .filter(|e| e.id == first.id)
+        .map(|e| e.name.as_str())
+}
+
 /// FNV-1a: a cheap filter so a lookup compares names only on a likely match.
 pub(crate) fn name_hash(name: &[u8]) -> u32 {
     name.iter().fold(0x811c_9dc5_u32, |h, &b| {
@@ -124,7 +145,7 @@ impl<const NAME: usize> Entry<NAME> {
     /// Whether the entry no longer answers new requests (the kernel's
     /// delayed delete).
     fn expired(&self, now: Duration) -> bool {
-        matches!(self.done, Some((_, at, linger)) if now.saturating_sub(at) >= linger)
+        matches!(self.done, Some((_, until)) if now >= until)
     }
 
     /// Whether its place may be given to another entry.
@@ -283,7 +304,7 @@ impl<const ENTRIES: usize, const NAME: usize> State<ENTRIES, NAME> {
                 Lookup::First(First { index, id })
             }
             Some((_, _, first)) if !wait => Lookup::Done(0, first),
-            Some((_, Some((ret, _, _)), first)) => Lookup::Done(ret, first),
+            Some((_, Some((ret, _)), first)) => Lookup::Done(ret, first),
             Some((i, None, first)) => {
                 let Some(e) = s.entries.get_mut(i) else {
                     return Lookup::Untracked;
@@ -330,7 +351,7 @@ impl<const ENTRIES: usize, const NAME: usize> State<ENTRIES, NAME> {
         if entry.done.is_some() {
             return;
         }
-        entry.done = Some((ret, now, linger));
+        entry.done = Some((ret, now.saturating_add(linger)));
         entry.chain.broadcast(wakes);
         s.finish(i);
     }
@@ -433,7 +454,7 @@ impl<L: DupLock<E, N>, const E: usize, const N: usize> Future for DupWait<'_, L,
             let e = s.entry_mut(at)?;
             link.on_poll(&e.chain, &mut wakes);
             match e.done {
-                Some((ret, _, _)) => {
+                Some((ret, _)) => {
                     e.waiting -= 1;
                     link.leave(&mut e.chain, &mut wakes);
                     Some(ret)

@@ -38,7 +38,7 @@ pub(crate) struct Inner<
     pub(crate) shared: Shared,
     slots: slots::State<SLOT_QUEUE>,
     dups: dups::State<DUP_ENTRIES, NAME_LEN>,
-    pub(crate) ancestry: Ancestry<SLOTS, NAME_LEN>,
+    pub(crate) ancestry: Ancestry<SLOTS>,
 }
 
 pub(crate) struct Shared {
@@ -320,7 +320,10 @@ where
         // 4a. Policy: a name already among the ancestors is a loop, refused
         //     before any slot.
         if self.config.loop_detection
-            && let Some(chain) = self.lock(|i| i.ancestry.find_loop(name.as_str(), parent))
+            && let Some(chain) = self.lock(|i| {
+                let Inner { ancestry, dups, .. } = i;
+                ancestry.find_loop(name.as_str(), parent, |f| dups::name_of(dups, f))
+            })
         {
             self.emit(Event::LoopRefused {
                 id,
@@ -331,14 +334,11 @@ where
         }
 
         let start = self.platform.now();
-        // The command is built in place (it is over 300 bytes; every move
-        // copies them all); its path is copied when the helper starts.
-        let mut cmd = HelperCommand::modprobe(ModprobePath::empty(), name.clone(), id);
 
         // Policy, duplicates hold no slot: steps 6 and 7 come before the slot.
         let mut announcer = None;
         if self.config.dups_hold_no_slot {
-            let (lookup, _) = self.step7(&request, name, wait, caller, |_| ());
+            let (lookup, _) = self.step7(&request, name, wait, caller, |_, _| ());
             match lookup {
                 Step7::Duplicate(answer) => {
                     let outcome = self.answer(answer, kill).await;
@@ -396,15 +396,19 @@ where
 
         // 6 and 7 (Linux: holding the slot), and the start of 8 under the same
         // lock: the duplicate check, then, for a request that runs the
-        // helper, counting it and copying the path into its command.
+        // helper, counting it and copying the path into its command. (The
+        // command is built only now, so a waiting request does not carry
+        // its 300 bytes.)
+        let mut cmd = HelperCommand::modprobe(ModprobePath::empty(), name.clone(), id);
         let (announcer, entered) = match announcer {
             Some(announcer) => {
-                let entered = self.lock(|i| self.start_helper_in(i, &mut cmd, parent));
+                let first = announcer.first();
+                let entered = self.lock(|i| self.start_helper_in(i, &mut cmd, parent, first));
                 (announcer, entered)
             }
             None => {
-                let (lookup, entered) = self.step7(&request, name, wait, caller, |i| {
-                    self.start_helper_in(i, &mut cmd, parent)
+                let (lookup, entered) = self.step7(&request, name, wait, caller, |i, first| {
+                    self.start_helper_in(i, &mut cmd, parent, first)
                 });
                 match (lookup, entered) {
                     (Step7::Runs(first), Some(entered)) => {
@@ -433,8 +437,37 @@ where
                     wait: umh,
                 });
                 // `call_usermodehelper_exec()`, killable, under the watchdog.
-                let helper = self.platform.run_helper(cmd, umh);
-                let outcome = self.supervise(helper, id, shown, wait, kill).await;
+                // The futures are pinned here, in this request's own state
+                // (moving the helper's future into another would copy it).
+                let watchdog = self.config.helper_timeout.filter(|_| wait);
+                let started = match watchdog {
+                    Some(_) => self.platform.now(),
+                    None => Duration::ZERO,
+                };
+                let mut helper = pin!(self.platform.run_helper(cmd, umh));
+                let mut timer = pin!(
+                    watchdog.map(|limit| self.platform.sleep_until(started.saturating_add(limit)))
+                );
+                let mut killed = pin!(kill.map(KillSignal::killed));
+                let outcome = poll_fn(|cx| {
+                    // The helper first, so it has started before a pending
+                    // kill is seen (the kernel queues the helper, then waits
+                    // killably), and a helper that ends wins over a timer.
+                    if let Poll::Ready(outcome) = helper.as_mut().poll(cx) {
+                        return Poll::Ready(outcome);
+                    }
+                    if let Some(t) = timer.as_mut().as_pin_mut()
+                        && t.poll(cx).is_ready()
+                    {
+                        timer.set(None);
+                        self.watchdog_fired(id, shown, started);
+                    }
+                    match killed.as_mut().as_pin_mut().map(|k| k.poll(cx)) {
+                        Some(Poll::Ready(())) => Poll::Ready(Err(Errno::ERESTARTSYS)),
+                        _ => Poll::Pending,
+                    }
+                })
+                .await;
                 self.emit(Event::HelperExited {
                     id,
                     name: shown,
@@ -458,7 +491,7 @@ where
         name: &ModuleName<NAME_LEN>,
         wait: bool,
         caller: &'static Location<'static>,
-        then: impl FnOnce(&mut Inner<SLOTS, SLOT_QUEUE, DUP_ENTRIES, NAME_LEN>) -> R,
+        then: impl FnOnce(&mut Inner<SLOTS, SLOT_QUEUE, DUP_ENTRIES, NAME_LEN>, Option<First>) -> R,
     ) -> (Step7, Option<R>) {
         let id = request.id();
         // 6. The module_request trace event (duplicates are traced too).
@@ -480,7 +513,8 @@ where
                 Lookup::Untracked
             };
             let r = match lookup {
-                Lookup::First(_) | Lookup::Untracked => Some(then(i)),
+                Lookup::First(first) => Some(then(i, Some(first))),
+                Lookup::Untracked => Some(then(i, None)),
                 Lookup::Done(..) | Lookup::Wait(..) => None,
             };
             (lookup, r)
@@ -539,57 +573,28 @@ where
         i: &mut Inner<SLOTS, SLOT_QUEUE, DUP_ENTRIES, NAME_LEN>,
         cmd: &mut HelperCommand<NAME_LEN>,
         parent: Option<RequestId>,
+        first: Option<First>,
     ) -> Result<(), Errno> {
         i.shared.helper_starts(cmd)?;
         if self.config.loop_detection {
-            i.ancestry.enter(cmd.request(), parent, cmd.module_name());
+            i.ancestry.enter(cmd.request(), parent, cmd.name(), first);
         }
         Ok(())
     }
 
-    /// Waits for the helper, killably, and kills it (policy) after
-    /// `helper_timeout`.
-    async fn supervise(
-        &self,
-        helper: impl Future<Output = Outcome>,
-        id: RequestId,
-        name: &str,
-        wait: bool,
-        kill: Option<&KillSignal<M>>,
-    ) -> Outcome {
-        let watched = async {
-            let mut helper = pin!(helper);
-            let Some(limit) = self.config.helper_timeout.filter(|_| wait) else {
-                return helper.await;
-            };
-            let started = self.platform.now();
-            let deadline = started.saturating_add(limit);
-            match select(helper.as_mut(), self.platform.sleep_until(deadline)).await {
-                Either::First(outcome) => outcome,
-                Either::Second(()) => {
-                    let killed = self.platform.kill_helper(id);
-                    if killed {
-                        self.shared(|s| s.stats.helpers_killed += 1);
-                    }
-                    self.emit(Event::HelperKilled {
-                        id,
-                        name,
-                        after: self.platform.now().saturating_sub(started),
-                        killed,
-                    });
-                    helper.await
-                }
-            }
-        };
-        match kill {
-            None => watched.await,
-            // The helper is polled first, so it has started before a pending
-            // kill is seen (the kernel queues the helper, then waits killably).
-            Some(kill) => match select(watched, kill.killed()).await {
-                Either::First(outcome) => outcome,
-                Either::Second(()) => Err(Errno::ERESTARTSYS),
-            },
+    /// The helper watchdog's time is up: kill the helper (its `run_helper`
+    /// future then ends with its status, 9).
+    fn watchdog_fired(&self, id: RequestId, name: &str, started: Duration) {
+        let killed = self.platform.kill_helper(id);
+        if killed {
+            self.shared(|s| s.stats.helpers_killed += 1);
         }
+        self.emit(Event::HelperKilled {
+            id,
+            name,
+            after: self.platform.now().saturating_sub(started),
+            killed,
+        });
     }
 
     /// Steps 2 to 4 refused the request.

@@ -203,6 +203,9 @@ mod ancestry;
 mod chain;
 mod command;
 mod config;
+#[cfg(feature = "conformance")]
+#[cfg_attr(docsrs, doc(cfg(feature = "conformance")))]
+pub mod conformance;
 mod dups;
 mod errno;
 mod guards;

@@ -159,3 +159,39 @@ pub trait Platform<const NAME: usize = MODULE_NAME_LEN> {
         let _ = event;
     }
 }
+
+/// A platform behind a shared reference is a platform (for a platform that
+/// lives in a `static`, or one shared by several `Kmod`s).
+impl<const NAME: usize, P: Platform<NAME> + ?Sized> Platform<NAME> for &P {
+    fn now(&self) -> Duration {
+        (**self).now()
+    }
+
+    fn sleep_until(&self, deadline: Duration) -> impl Future<Output = ()> {
+        (**self).sleep_until(deadline)
+    }
+
+    fn run_helper(
+        &self,
+        cmd: HelperCommand<NAME>,
+        wait: UmhWait,
+    ) -> impl Future<Output = Result<WaitStatus, Errno>> {
+        (**self).run_helper(cmd, wait)
+    }
+
+    fn current_is_async(&self) -> bool {
+        (**self).current_is_async()
+    }
+
+    fn parent_request(&self) -> Option<RequestId> {
+        (**self).parent_request()
+    }
+
+    fn kill_helper(&self, request: RequestId) -> bool {
+        (**self).kill_helper(request)
+    }
+
+    fn trace(&self, event: &Event<'_>) {
+        (**self).trace(event)
+    }
+}

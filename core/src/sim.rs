@@ -865,3 +865,102 @@ pub async fn yield_now(n: usize) {
     })
     .await
 }
+
+/// The kit's [`Harness`](crate::conformance::Harness) on the sim: every
+/// program the kit asks for, as a scripted behaviour of one shared
+/// [`SimPlatform`] (so one [`Executor`] moves every case's clock).
+#[cfg(feature = "conformance")]
+#[derive(Debug)]
+pub struct SimHarness<'a> {
+    sim: &'a SimPlatform,
+}
+
+#[cfg(feature = "conformance")]
+const PROGRAMS: &[(crate::conformance::Program, &str, Behavior)] = {
+    use crate::conformance::Program as P;
+    const fn sleeps(ms: u64, code: u8) -> Behavior {
+        Behavior::exits(code).lasting(Duration::from_millis(ms))
+    }
+    &[
+        (P::Exit(0), "/sim/exit-0", Behavior::exits(0)),
+        (P::Exit(1), "/sim/exit-1", Behavior::exits(1)),
+        (P::Exit(3), "/sim/exit-3", Behavior::exits(3)),
+        (
+            P::SleepThenExit { ms: 100, code: 0 },
+            "/sim/sleep-100-exit-0",
+            sleeps(100, 0),
+        ),
+        (
+            P::SleepThenExit { ms: 300, code: 3 },
+            "/sim/sleep-300-exit-3",
+            sleeps(300, 3),
+        ),
+        (
+            P::SleepThenExit { ms: 400, code: 0 },
+            "/sim/sleep-400-exit-0",
+            sleeps(400, 0),
+        ),
+        (
+            P::SleepThenExit { ms: 500, code: 0 },
+            "/sim/sleep-500-exit-0",
+            sleeps(500, 0),
+        ),
+        (
+            P::SleepThenExit { ms: 1000, code: 0 },
+            "/sim/sleep-1000-exit-0",
+            sleeps(1000, 0),
+        ),
+        (P::Signal(9), "/sim/signal-9", Behavior::killed_by(9)),
+        (P::Signal(11), "/sim/signal-11", Behavior::killed_by(11)),
+        (P::Hang, "/sim/hang", Behavior::exits(0).hangs()),
+        (
+            P::Missing,
+            "/sim/missing",
+            Behavior::fails_to_start(Errno::ENOENT),
+        ),
+        (
+            P::NotExecutable,
+            "/sim/not-executable",
+            Behavior::fails_to_start(Errno::EACCES),
+        ),
+        (
+            P::NotAProgram,
+            "/sim/not-a-program",
+            Behavior::fails_to_start(Errno::ENOEXEC),
+        ),
+    ]
+};
+
+#[cfg(feature = "conformance")]
+impl<'a> SimHarness<'a> {
+    /// Scripts `sim` with the kit's programs.
+    pub fn new(sim: &'a SimPlatform) -> Self {
+        sim.set_script(|cmd| {
+            PROGRAMS
+                .iter()
+                .find(|(_, path, _)| path.as_bytes() == cmd.path())
+                .map_or(Behavior::fails_to_start(Errno::ENOENT), |p| p.2)
+        });
+        SimHarness { sim }
+    }
+}
+
+#[cfg(feature = "conformance")]
+impl<'a> crate::conformance::Harness for SimHarness<'a> {
+    type Platform = &'a SimPlatform;
+
+    fn platform(&self) -> &'a SimPlatform {
+        self.sim
+    }
+
+    fn program(&self, program: crate::conformance::Program) -> Option<&[u8]> {
+        PROGRAMS
+            .iter()
+            .find(|p| p.0 == program)
+            .map(|p| p.1.as_bytes())
+    }
+
+    fn live_helpers(&self) -> Option<usize> {
+        Some(self.sim.helpers_alive_at(self.sim.now()))
+    }
+}
