@@ -2,20 +2,20 @@
 
 use core::fmt;
 
-use crate::{MODULE_NAME_LEN, ModprobePath, ModuleName, RequestId};
+use crate::{ModprobePath, ModuleName};
 
 /// The environment every helper gets, exactly (SPEC §4): nothing of the
 /// caller's environment leaks in.
 pub const HELPER_ENVP: [&str; 3] = ["HOME=/", "TERM=linux", "PATH=/sbin:/usr/sbin:/bin:/usr/bin"];
 
 /// How long [`Platform::run_helper`](crate::Platform::run_helper) waits
-/// (the kernel's `UMH_*` wait modes that `request_module` uses). Module
-/// requests are always `UMH_KILLABLE` as well: a waiting caller may be
-/// cancelled, the helper is not. (The kernel's third mode, `UMH_NO_WAIT`, is
-/// never used by kmod, so a port never sees it.)
+/// (the kernel's `UMH_*` wait modes). Module requests are always
+/// `UMH_KILLABLE` as well: a waiting caller may be cancelled, the helper is not.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub enum UmhWait {
+    /// `UMH_NO_WAIT`: start the helper and return `Ok(SUCCESS)` at once.
+    NoWait,
     /// `UMH_WAIT_EXEC`: return once the program has been executed: success, or
     /// the errno of the failed exec. Used by `request_module_nowait`.
     Exec,
@@ -31,6 +31,7 @@ impl UmhWait {
     /// The kernel's flag word for this mode as kmod passes it (with `UMH_KILLABLE`).
     pub const fn kernel_flags(self) -> u32 {
         let mode = match self {
+            UmhWait::NoWait => 0x00,
             UmhWait::Exec => 0x01,
             UmhWait::Proc => 0x02,
         };
@@ -39,30 +40,17 @@ impl UmhWait {
 }
 
 /// One helper invocation, owned, so a cancelled caller cannot free it early:
-/// `argv = [path, "-q", "--", name]` and the fixed [`HELPER_ENVP`], for the
-/// request [`request`](Self::request). `NAME` is the module-name bound of the
-/// [`Kmod`](crate::Kmod) that made it.
+/// `argv = [path, "-q", "--", name]` and the fixed [`HELPER_ENVP`].
 #[derive(Clone, PartialEq, Eq, Hash)]
-pub struct HelperCommand<const NAME: usize = MODULE_NAME_LEN> {
+pub struct HelperCommand {
     path: ModprobePath,
-    name: ModuleName<NAME>,
-    request: RequestId,
+    name: ModuleName,
 }
 
-impl<const NAME: usize> HelperCommand<NAME> {
-    /// The command kmod runs to load `name` with the helper at `path`, for
-    /// request `request`.
-    pub fn modprobe(path: ModprobePath, name: ModuleName<NAME>, request: RequestId) -> Self {
-        HelperCommand {
-            path,
-            name,
-            request,
-        }
-    }
-
-    /// The request this helper runs for.
-    pub fn request(&self) -> RequestId {
-        self.request
+impl HelperCommand {
+    /// The command kmod runs to load `name` with the helper at `path`.
+    pub fn modprobe(path: ModprobePath, name: ModuleName) -> Self {
+        HelperCommand { path, name }
     }
 
     /// Sets the path to a copy of `path` in place (copies its bytes only,
@@ -82,11 +70,6 @@ impl<const NAME: usize> HelperCommand<NAME> {
         self.name.as_str()
     }
 
-    /// The module name, bounded.
-    pub fn module_name(&self) -> &ModuleName<NAME> {
-        &self.name
-    }
-
     /// `[path, "-q", "--", name]`. The `--` makes a name that starts with `-`
     /// a name, not an option.
     pub fn argv(&self) -> [&[u8]; 4] {
@@ -99,17 +82,16 @@ impl<const NAME: usize> HelperCommand<NAME> {
     }
 }
 
-impl<const NAME: usize> fmt::Debug for HelperCommand<NAME> {
+impl fmt::Debug for HelperCommand {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("HelperCommand")
             .field("path", &self.path)
             .field("name", &self.name)
-            .field("request", &self.request)
             .finish()
     }
 }
 
-impl<const NAME: usize> fmt::Display for HelperCommand<NAME> {
+impl fmt::Display for HelperCommand {
     /// `/sbin/modprobe -q -- name`
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{} -q -- {}", self.path, self.name)
@@ -117,7 +99,7 @@ impl<const NAME: usize> fmt::Display for HelperCommand<NAME> {
 }
 
 #[cfg(feature = "defmt")]
-impl<const NAME: usize> defmt::Format for HelperCommand<NAME> {
+impl defmt::Format for HelperCommand {
     fn format(&self, f: defmt::Formatter<'_>) {
         defmt::write!(f, "{} -q -- {}", self.path, self.name)
     }
@@ -129,12 +111,8 @@ mod tests {
 
     #[test]
     fn argv_and_envp_are_the_kernels() {
-        let cmd: HelperCommand = HelperCommand::modprobe(
-            ModprobePath::default(),
-            ModuleName::new("-x y").unwrap(),
-            RequestId::new(1),
-        );
-        assert_eq!(cmd.request(), RequestId::new(1));
+        let cmd =
+            HelperCommand::modprobe(ModprobePath::default(), ModuleName::new("-x y").unwrap());
         assert_eq!(cmd.argv(), [&b"/sbin/modprobe"[..], b"-q", b"--", b"-x y"]);
         assert_eq!(
             cmd.envp(),
@@ -148,6 +126,7 @@ mod tests {
 
     #[test]
     fn wait_flags_are_killable() {
+        assert_eq!(UmhWait::NoWait.kernel_flags(), 0x04);
         assert_eq!(UmhWait::Exec.kernel_flags(), 0x05);
         assert_eq!(UmhWait::Proc.kernel_flags(), 0x06);
     }

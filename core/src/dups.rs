@@ -4,27 +4,23 @@
 //! request whose name is not in the table) adds a pending entry and runs the
 //! helper; duplicates either return 0 at once (nowait) or wait for the entry's
 //! result. Every request that ran a helper announces its result; the first
-//! announcement completes a pending entry, which then lingers for the time
-//! the announcer gives (`dedup_linger`; with the "no caching of transient
-//! results" policy, zero for a transient result and `failure_linger` for a
-//! failure), answering every new request for that name.
+//! announcement completes a pending entry, which then lingers for
+//! `dedup_linger` answering every new request for that name.
 //!
-//! Storage is fixed: `ENTRIES` entries. Any number of duplicates can wait for
-//! one entry: their wakers form a [`Chain`] that lives in the waiting futures,
-//! and the entry counts them. An entry whose result has been announced keeps
-//! it until every duplicate that waited has read it, whatever its linger
-//! time, so a waiter never misses its result. A pending entry exists only
-//! while its first request runs (or, with duplicates holding no slot, waits
-//! for a slot); when the table is full, the finished entry that finished
-//! longest ago and has no waiter left is dropped early, which only costs an
-//! extra helper run. If every entry is pending or still being read, a new
-//! name is not tracked (it runs its own helper).
+//! Storage is fixed: `N` entries and `W` waiter records. A pending entry exists
+//! only while its first request holds a slot, so with `N >= max_concurrent`
+//! there is always room: when the table is full the lingering entry that
+//! finished longest ago is dropped early (which only costs an extra helper run).
+//! A waiting duplicate also holds a slot, so `W >= max_concurrent` waiter
+//! records always suffice. The result is written into each waiter's own record
+//! when the entry completes, so a waiter never misses it, even if the entry is
+//! dropped before the waiter runs again.
 
 #[cfg(test)]
 use core::cell::RefCell;
 use core::future::Future;
 use core::pin::Pin;
-use core::task::{Context, Poll};
+use core::task::{Context, Poll, Waker};
 use core::time::Duration;
 
 #[cfg(test)]
@@ -32,38 +28,38 @@ use embassy_sync::blocking_mutex::Mutex;
 #[cfg(test)]
 use embassy_sync::blocking_mutex::raw::RawMutex;
 
-use crate::chain::{Chain, Link};
-use crate::wakes::Wakes;
-use crate::{ModuleName, RequestId};
+use crate::ModuleName;
 
-struct Entry<const NAME: usize> {
-    name: ModuleName<NAME>,
+struct Entry {
+    name: ModuleName,
     id: u32,
-    /// The request that made it, whose result it gives.
-    first: RequestId,
-    /// The kernel integer of the first announced result, and until when it
-    /// answers new requests.
+    /// The kernel integer of the first announced result, and when it came.
     done: Option<(i32, Duration)>,
-    /// Duplicates waiting for (or woken with, and not yet having read) the result.
-    waiting: u32,
-    /// Their wakers.
-    chain: Chain,
+}
+
+struct Record {
+    key: u32,
+    entry: u32,
+    waker: Option<Waker>,
+    result: Option<i32>,
 }
 
 /// Entries are only ever appended or replaced in place, so `hashes[i]` and
 /// `order[i]` describe `entries[i]`; kept apart so the scans of a lookup and
 /// of an eviction run over small contiguous arrays.
-pub(crate) struct State<const ENTRIES: usize, const NAME: usize> {
-    entries: heapless::Vec<Entry<NAME>, ENTRIES>,
+pub(crate) struct State<const N: usize, const W: usize> {
+    entries: heapless::Vec<Entry, N>,
     /// [`name_hash`] of each entry's name, compared before the bytes.
-    hashes: [u32; ENTRIES],
+    hashes: [u32; N],
     /// Completion number of each finished entry; `PENDING` while pending.
-    order: [u32; ENTRIES],
+    order: [u32; N],
     /// `(index, completion number)` of finished entries, oldest first. An item
     /// whose entry has since been replaced (its `order` differs) is stale and
     /// skipped, so the oldest finished entry is found without a scan.
-    completed: heapless::Deque<(u16, u32), ENTRIES>,
+    completed: heapless::Deque<(u16, u32), N>,
+    records: heapless::Vec<Record, W>,
     next_id: u32,
+    next_key: u32,
     /// The next completion number.
     finished: u32,
 }
@@ -72,26 +68,9 @@ pub(crate) struct State<const ENTRIES: usize, const NAME: usize> {
 const PENDING: u32 = u32::MAX;
 
 /// A first request's own entry, so that it announces without a search.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct First {
-    index: u16,
-    id: u32,
-}
-
-#[cfg(test)]
-impl First {
-    pub(crate) fn for_tests(index: u16) -> Self {
-        First { index, id: 0 }
-    }
-    pub(crate) fn index_for_tests(self) -> u16 {
-        self.index
-    }
-}
-
-/// A waiting duplicate's entry.
 #[derive(Clone, Copy)]
-pub(crate) struct Waiting {
-    index: u16,
+pub(crate) struct First {
+    index: usize,
     id: u32,
 }
 
@@ -101,62 +80,57 @@ pub(crate) enum Lookup {
     Untracked,
     /// Not a duplicate; this request is the entry's first and must announce.
     First(First),
-    /// A duplicate of request `first` that returns at once with this kernel
-    /// integer (nowait: 0, or an entry that already has its result).
-    Done(i32, RequestId),
-    /// A duplicate of request `first` that waits: poll [`wait`] with this.
-    Wait(Waiting, RequestId),
+    /// A duplicate that returns at once with this kernel integer (nowait: 0, or
+    /// an entry that already has its result).
+    Done(i32),
+    /// A duplicate that waits; poll [`Dups::wait`] with this key.
+    Wait(u32),
 }
 
-/// The table under a mutex of its own, for the unit tests. (`Kmod` keeps a
-/// [`State`] inside its one mutex, next to the rest of its state: see
+/// The table under a mutex of its own, for the unit tests. `N` entries, `W`
+/// waiter records. (`Kmod` keeps a [`State`] inside its one mutex, next to
+/// the rest of its state, so that a request takes fewer locks: see
 /// [`DupLock`].)
 #[cfg(test)]
-pub(crate) struct Dups<M: RawMutex, const ENTRIES: usize> {
-    state: Mutex<M, RefCell<State<ENTRIES, { crate::MODULE_NAME_LEN }>>>,
+pub(crate) struct Dups<M: RawMutex, const N: usize, const W: usize> {
+    state: Mutex<M, RefCell<State<N, W>>>,
 }
 
 /// Where a table's [`State`] lives and how it is locked: in its own mutex
 /// ([`Dups`]), or as part of a larger state under one lock (`Kmod`).
-pub(crate) trait DupLock<const ENTRIES: usize, const NAME: usize> {
+pub(crate) trait DupLock<const N: usize, const W: usize> {
     /// Runs `f` on the state with the lock held.
-    fn with_dups<R>(&self, f: impl FnOnce(&mut State<ENTRIES, NAME>) -> R) -> R;
+    fn with_dups<R>(&self, f: impl FnOnce(&mut State<N, W>) -> R) -> R;
 }
 
-/// The name of the entry a first request made (loop detection reads it).
-pub(crate) fn name_of<const E: usize, const N: usize>(
-    s: &State<E, N>,
-    first: First,
-) -> Option<&str> {
-    s.entries
-        .get(usize::from(first.index))
-        .filter(|e| e.id == first.id)
-        .map(|e| e.name.as_str())
+/// Wakers of the waiters an announcement released, to wake once unlocked.
+pub(crate) type DupWakes<const W: usize> = heapless::Vec<Waker, W>;
+
+/// Wakes every waker in `wakes`.
+pub(crate) fn wake_all<const W: usize>(wakes: &mut DupWakes<W>) {
+    // pop(), not `for w in wakes`: that would move the whole array first.
+    while let Some(w) = wakes.pop() {
+        w.wake();
+    }
 }
 
 /// FNV-1a: a cheap filter so a lookup compares names only on a likely match.
-pub(crate) fn name_hash(name: &[u8]) -> u32 {
-    name.iter().fold(0x811c_9dc5_u32, |h, &b| {
+pub(crate) fn name_hash(name: &ModuleName) -> u32 {
+    name.as_bytes().iter().fold(0x811c_9dc5_u32, |h, &b| {
         (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
     })
 }
 
-impl<const NAME: usize> Entry<NAME> {
-    /// Whether the entry no longer answers new requests (the kernel's
-    /// delayed delete).
-    fn expired(&self, now: Duration) -> bool {
-        matches!(self.done, Some((_, until)) if now >= until)
-    }
-
-    /// Whether its place may be given to another entry.
-    fn reusable(&self, now: Duration) -> bool {
-        self.expired(now) && self.waiting == 0
+impl Entry {
+    /// Whether the entry has lingered its time and is gone (the kernel's
+    /// delayed delete). Expired entries are skipped by lookups and reused.
+    fn expired(&self, now: Duration, linger: Duration) -> bool {
+        matches!(self.done, Some((_, at)) if now.saturating_sub(at) >= linger)
     }
 }
 
-impl<const ENTRIES: usize, const NAME: usize> State<ENTRIES, NAME> {
-    /// The index of an entry named `name` for which `keep` holds.
-    fn find(&self, hash: u32, name: &str, keep: impl Fn(&Entry<NAME>) -> bool) -> Option<usize> {
+impl<const N: usize, const W: usize> State<N, W> {
+    fn find(&self, hash: u32, name: &ModuleName) -> Option<usize> {
         let hashes = self.hashes.get(..self.entries.len()).unwrap_or_default();
         // One branch-free pass over every hash (vectorised): most lookups
         // are for a name that is not there. Only on a hit, find it and
@@ -169,32 +143,21 @@ impl<const ENTRIES: usize, const NAME: usize> State<ENTRIES, NAME> {
             .enumerate()
             .filter(|&(_, &h)| h == hash)
             .map(|(i, _)| i)
-            .find(|&i| {
-                self.entries
-                    .get(i)
-                    .is_some_and(|e| e.name.as_str() == name && keep(e))
-            })
+            .find(|&i| self.entries.get(i).is_some_and(|e| e.name == *name))
     }
 
-    /// Where a new entry goes: a free place, or the place of the finished
-    /// entry that finished longest ago and has no waiter left. `None` if there
-    /// is none.
+    /// Where a new entry goes: a free place, or the place of the finished entry
+    /// that finished longest ago (expired ones finished longest ago). `None` if
+    /// every entry is still pending.
     fn place_for_new(&mut self) -> Option<usize> {
         if !self.entries.is_full() {
             return Some(self.entries.len());
         }
-        // Each item is looked at once: one still being read goes to the back.
-        for _ in 0..self.completed.len() {
-            let (i, seq) = self.completed.pop_front()?;
+        while let Some((i, seq)) = self.completed.pop_front() {
             let i = usize::from(i);
-            if self.order.get(i) != Some(&seq) {
-                continue;
+            if self.order.get(i) == Some(&seq) {
+                return Some(i);
             }
-            if self.entries.get(i).is_some_and(|e| e.waiting > 0) {
-                let _ = self.completed.push_back((i as u16, seq));
-                continue;
-            }
-            return Some(i);
         }
         None
     }
@@ -231,49 +194,50 @@ impl<const ENTRIES: usize, const NAME: usize> State<ENTRIES, NAME> {
             self.finished += 1;
         }
     }
+}
 
-    const INDEX_FITS: () = assert!(ENTRIES <= 1 << 16, "at most 65536 duplicate-table entries");
+impl<const N: usize, const W: usize> State<N, W> {
+    const INDEX_FITS: () = assert!(N <= 1 << 16, "at most 65536 duplicate-table entries");
 
     /// An empty table.
     pub(crate) const fn new() -> Self {
         let () = Self::INDEX_FITS;
         State {
             entries: heapless::Vec::new(),
-            hashes: [0; ENTRIES],
-            order: [PENDING; ENTRIES],
+            hashes: [0; N],
+            order: [PENDING; N],
             completed: heapless::Deque::new(),
+            records: heapless::Vec::new(),
             next_id: 0,
+            next_key: 0,
             finished: 0,
         }
     }
 
-    /// Step 7 for request `request`. `Untracked` if `name` is new and `wait`
-    /// is false; `First` if it is new and `wait` is true (an entry is added);
-    /// otherwise a duplicate. `hash` is [`name_hash`] of `name` (computed
-    /// before taking the lock).
+    /// Step 7. `Untracked` if `name` is new and `wait` is false; `First` if it
+    /// is new and `wait` is true (an entry is added); otherwise a duplicate.
+    /// `hash` is [`name_hash`] of `name` (computed before taking the lock).
     pub(crate) fn lookup(
         &mut self,
-        name: &ModuleName<NAME>,
+        name: &ModuleName,
         hash: u32,
         wait: bool,
         now: Duration,
-        request: RequestId,
+        linger: Duration,
     ) -> Lookup {
         let s = self;
-        let live = s
-            .find(hash, name.as_str(), |e| !e.expired(now))
-            .and_then(|i| Some((i, s.entries.get(i)?.done, s.entries.get(i)?.first)));
+        let found = s.find(hash, name);
+        let live = found
+            .and_then(|i| s.entries.get(i))
+            .filter(|e| !e.expired(now, linger))
+            .map(|e| (e.id, e.done));
         match live {
             None if !wait => Lookup::Untracked,
             None => {
-                // An old entry of this name that nobody reads is reused in place.
-                let place = s
-                    .find(hash, name.as_str(), |e| e.reusable(now))
-                    .or_else(|| s.place_for_new());
-                let Some(at) = place else {
-                    return Lookup::Untracked;
-                };
-                let Ok(index) = u16::try_from(at) else {
+                // An expired entry of this name is replaced in place.
+                let Some(at) = found.or_else(|| s.place_for_new()) else {
+                    // Every entry is pending: cannot happen while N >= the
+                    // slots (each pending entry's first request holds one).
                     return Lookup::Untracked;
                 };
                 let id = s.next_id;
@@ -281,10 +245,7 @@ impl<const ENTRIES: usize, const NAME: usize> State<ENTRIES, NAME> {
                 let entry = Entry {
                     name: name.clone(),
                     id,
-                    first: request,
                     done: None,
-                    waiting: 0,
-                    chain: Chain::new(),
                 };
                 match s.entries.get_mut(at) {
                     Some(slot) => *slot = entry,
@@ -301,46 +262,47 @@ impl<const ENTRIES: usize, const NAME: usize> State<ENTRIES, NAME> {
                     // Any completion item of the replaced entry is now stale.
                     *o = PENDING;
                 }
-                Lookup::First(First { index, id })
+                Lookup::First(First { index: at, id })
             }
-            Some((_, _, first)) if !wait => Lookup::Done(0, first),
-            Some((_, Some((ret, _)), first)) => Lookup::Done(ret, first),
-            Some((i, None, first)) => {
-                let Some(e) = s.entries.get_mut(i) else {
-                    return Lookup::Untracked;
+            Some(_) if !wait => Lookup::Done(0),
+            Some((_, Some((ret, _)))) => Lookup::Done(ret),
+            Some((id, None)) => {
+                let key = s.next_key;
+                s.next_key = s.next_key.wrapping_add(1);
+                let record = Record {
+                    key,
+                    entry: id,
+                    waker: None,
+                    result: None,
                 };
-                e.waiting += 1;
-                Lookup::Wait(
-                    Waiting {
-                        index: i as u16,
-                        id: e.id,
-                    },
-                    first,
-                )
+                match s.records.push(record) {
+                    Ok(()) => Lookup::Wait(key),
+                    // Unreachable while W >= max_concurrent: every waiting
+                    // duplicate holds a slot. Degrade to an untracked run.
+                    Err(_) => Lookup::Untracked,
+                }
             }
         }
     }
 
     /// Step 9: the result of a helper run for `name` (from the entry's first
-    /// request, or from an untracked one). Completes the entry if it is
-    /// pending, to answer new requests for `linger`, and wakes its waiters
-    /// (into `wakes`, to wake once unlocked); ignored otherwise.
+    /// request, or from an untracked one). Completes the entry if it is pending
+    /// and hands its waiters' wakers to `wakes` (to wake once unlocked);
+    /// ignored otherwise.
     pub(crate) fn announce(
         &mut self,
-        name: &str,
+        name: &ModuleName,
         first: Option<First>,
         ret: i32,
         now: Duration,
-        linger: Duration,
-        wakes: &mut Wakes,
+        wakes: &mut DupWakes<W>,
     ) {
         let s = self;
         let index = match first {
             // A first request's entry cannot have been replaced: it is pending
             // until this very announcement.
-            Some(f) => Some(usize::from(f.index))
-                .filter(|&i| s.entries.get(i).is_some_and(|e| e.id == f.id)),
-            None => s.find(name_hash(name.as_bytes()), name, |e| e.done.is_none()),
+            Some(f) => Some(f.index).filter(|&i| s.entries.get(i).is_some_and(|e| e.id == f.id)),
+            None => s.find(name_hash(name), name),
         };
         let Some(i) = index else {
             return;
@@ -351,28 +313,59 @@ impl<const ENTRIES: usize, const NAME: usize> State<ENTRIES, NAME> {
         if entry.done.is_some() {
             return;
         }
-        entry.done = Some((ret, now.saturating_add(linger)));
-        entry.chain.broadcast(wakes);
+        entry.done = Some((ret, now));
+        let id = entry.id;
         s.finish(i);
+        for r in s.records.iter_mut().filter(|r| r.entry == id) {
+            r.result = Some(ret);
+            if let Some(w) = r.waker.take() {
+                // Cannot fail: at most W records.
+                let _ = wakes.push(w);
+            }
+        }
     }
 
-    /// `(live entries, pending entries, waiting duplicates)` at `now`.
-    pub(crate) fn usage(&self, now: Duration) -> (usize, usize, usize) {
-        let live = self.entries.iter().filter(|e| !e.expired(now)).count();
+    /// `(live entries, pending entries, waiter records)` at `now`.
+    pub(crate) fn usage(&self, now: Duration, linger: Duration) -> (usize, usize, usize) {
+        let live = self
+            .entries
+            .iter()
+            .filter(|e| !e.expired(now, linger))
+            .count();
         let pending = self.entries.iter().filter(|e| e.done.is_none()).count();
-        let waiting = self.entries.iter().map(|e| e.waiting as usize).sum();
-        (live, pending, waiting)
+        (live, pending, self.records.len())
     }
 
-    fn entry_mut(&mut self, at: Waiting) -> Option<&mut Entry<NAME>> {
-        self.entries
-            .get_mut(usize::from(at.index))
-            .filter(|e| e.id == at.id)
+    /// One poll of a waiter with `key`: its result once announced (the record
+    /// is then gone), else registers `waker`.
+    fn poll_wait(&mut self, key: u32, waker: &Waker) -> Poll<i32> {
+        let Some(i) = self.records.iter().position(|r| r.key == key) else {
+            // Already taken (polled after completion).
+            return Poll::Pending;
+        };
+        let Some(record) = self.records.get_mut(i) else {
+            return Poll::Pending;
+        };
+        if let Some(ret) = record.result {
+            self.records.swap_remove(i);
+            return Poll::Ready(ret);
+        }
+        if !record.waker.as_ref().is_some_and(|w| w.will_wake(waker)) {
+            record.waker = Some(waker.clone());
+        }
+        Poll::Pending
+    }
+
+    /// Withdraws the waiter with `key`, if it is still there.
+    fn withdraw(&mut self, key: u32) {
+        if let Some(i) = self.records.iter().position(|r| r.key == key) {
+            self.records.swap_remove(i);
+        }
     }
 }
 
 #[cfg(test)]
-impl<M: RawMutex, const ENTRIES: usize> Dups<M, ENTRIES> {
+impl<M: RawMutex, const N: usize, const W: usize> Dups<M, N, W> {
     pub(crate) const fn new() -> Self {
         Dups {
             state: Mutex::new(RefCell::new(State::new())),
@@ -380,9 +373,15 @@ impl<M: RawMutex, const ENTRIES: usize> Dups<M, ENTRIES> {
     }
 
     /// [`State::lookup`] under this table's own lock.
-    pub(crate) fn lookup(&self, name: &ModuleName, wait: bool, now: Duration) -> Lookup {
-        let hash = name_hash(name.as_bytes());
-        self.with_dups(|s| s.lookup(name, hash, wait, now, RequestId::new(0)))
+    pub(crate) fn lookup(
+        &self,
+        name: &ModuleName,
+        wait: bool,
+        now: Duration,
+        linger: Duration,
+    ) -> Lookup {
+        let hash = name_hash(name);
+        self.with_dups(|s| s.lookup(name, hash, wait, now, linger))
     }
 
     /// [`State::announce`] under this table's own lock, then the wakes.
@@ -392,120 +391,62 @@ impl<M: RawMutex, const ENTRIES: usize> Dups<M, ENTRIES> {
         first: Option<First>,
         ret: i32,
         now: Duration,
-        linger: Duration,
     ) {
-        let mut wakes = Wakes::new();
-        self.with_dups(|s| s.announce(name.as_str(), first, ret, now, linger, &mut wakes));
-        wakes.wake();
+        let mut wakes = DupWakes::<W>::new();
+        self.with_dups(|s| s.announce(name, first, ret, now, &mut wakes));
+        wake_all(&mut wakes);
     }
 
-    /// `(live entries, pending entries, waiting duplicates)` at `now`.
-    pub(crate) fn usage(&self, now: Duration) -> (usize, usize, usize) {
-        self.with_dups(|s| s.usage(now))
+    /// `(live entries, pending entries, waiter records)` at `now`.
+    pub(crate) fn usage(&self, now: Duration, linger: Duration) -> (usize, usize, usize) {
+        self.with_dups(|s| s.usage(now, linger))
     }
 }
 
 #[cfg(test)]
-impl<M: RawMutex, const ENTRIES: usize> DupLock<ENTRIES, { crate::MODULE_NAME_LEN }>
-    for Dups<M, ENTRIES>
-{
-    fn with_dups<R>(
-        &self,
-        f: impl FnOnce(&mut State<ENTRIES, { crate::MODULE_NAME_LEN }>) -> R,
-    ) -> R {
+impl<M: RawMutex, const N: usize, const W: usize> DupLock<N, W> for Dups<M, N, W> {
+    fn with_dups<R>(&self, f: impl FnOnce(&mut State<N, W>) -> R) -> R {
         self.state.lock(|s| f(&mut s.borrow_mut()))
     }
 }
 
-/// Waits for the result of the entry a [`Lookup::Wait`] named, in the table
-/// under `lock`. Dropping the future withdraws the waiter.
-pub(crate) fn wait<L: DupLock<ENTRIES, NAME>, const ENTRIES: usize, const NAME: usize>(
+/// Waits for the result for a [`Lookup::Wait`] key in the table under
+/// `lock`. Dropping the future withdraws the waiter.
+pub(crate) fn wait<L: DupLock<N, W>, const N: usize, const W: usize>(
     lock: &L,
-    at: Waiting,
-) -> DupWait<'_, L, ENTRIES, NAME> {
-    DupWait {
-        dups: lock,
-        at,
-        link: Link::default(),
-        done: false,
-    }
+    key: u32,
+) -> DupWait<'_, L, N, W> {
+    DupWait { dups: lock, key }
 }
 
-/// The future of [`wait`]: the kernel integer the entry's first request announced.
-pub(crate) struct DupWait<'a, L: DupLock<ENTRIES, NAME>, const ENTRIES: usize, const NAME: usize> {
+/// The future of [`wait`].
+pub(crate) struct DupWait<'a, L: DupLock<N, W>, const N: usize, const W: usize> {
     dups: &'a L,
-    at: Waiting,
-    link: Link,
-    done: bool,
+    key: u32,
 }
 
-impl<L: DupLock<E, N>, const E: usize, const N: usize> Future for DupWait<'_, L, E, N> {
+impl<L: DupLock<N, W>, const N: usize, const W: usize> Future for DupWait<'_, L, N, W> {
     type Output = i32;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<i32> {
-        let this = self.get_mut();
-        if this.done {
-            return Poll::Pending;
-        }
-        let mut wakes = Wakes::new();
-        let (at, link) = (this.at, &mut this.link);
-        let ready = this.dups.with_dups(|s| {
-            // Cannot be gone: an entry someone waits for is never reused.
-            let e = s.entry_mut(at)?;
-            link.on_poll(&e.chain, &mut wakes);
-            match e.done {
-                Some((ret, _)) => {
-                    e.waiting -= 1;
-                    link.leave(&mut e.chain, &mut wakes);
-                    Some(ret)
-                }
-                None => {
-                    link.register(&mut e.chain, cx.waker());
-                    None
-                }
-            }
-        });
-        wakes.wake();
-        match ready {
-            Some(ret) => {
-                this.done = true;
-                Poll::Ready(ret)
-            }
-            None => Poll::Pending,
-        }
+        let key = self.key;
+        self.dups.with_dups(|s| s.poll_wait(key, cx.waker()))
     }
 }
 
-impl<L: DupLock<E, N>, const E: usize, const N: usize> Drop for DupWait<'_, L, E, N> {
+impl<L: DupLock<N, W>, const N: usize, const W: usize> Drop for DupWait<'_, L, N, W> {
     fn drop(&mut self) {
-        if self.done {
-            return;
-        }
-        let mut wakes = Wakes::new();
-        let (at, link) = (self.at, &mut self.link);
-        self.dups.with_dups(|s| {
-            if let Some(e) = s.entry_mut(at) {
-                e.waiting -= 1;
-                link.leave(&mut e.chain, &mut wakes);
-            }
-        });
-        wakes.wake();
+        let key = self.key;
+        self.dups.with_dups(|s| s.withdraw(key));
     }
 }
 
 #[cfg(test)]
 mod tests {
-    extern crate std;
-
     use super::*;
-    use core::task::Waker;
     use embassy_sync::blocking_mutex::raw::CriticalSectionRawMutex;
-    use std::sync::Arc;
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    use std::task::Wake;
-    use std::vec::Vec;
 
-    type Table = Dups<CriticalSectionRawMutex, 3>;
+    type Table = Dups<CriticalSectionRawMutex, 3, 4>;
     const LINGER: Duration = Duration::from_secs(60);
 
     fn name(s: &str) -> ModuleName {
@@ -516,191 +457,84 @@ mod tests {
         Duration::from_secs(s)
     }
 
-    fn first(t: &Table, n: &str, now: Duration) -> First {
-        match t.lookup(&name(n), true, now) {
-            Lookup::First(f) => f,
-            _ => panic!("{n} is not new"),
-        }
-    }
-
-    fn waiting(t: &Table, n: &str, now: Duration) -> Waiting {
-        match t.lookup(&name(n), true, now) {
-            Lookup::Wait(w, _) => w,
-            _ => panic!("{n} is not pending"),
-        }
-    }
-
-    struct Counter(AtomicUsize);
-    impl Wake for Counter {
-        fn wake(self: Arc<Self>) {
-            self.0.fetch_add(1, Ordering::SeqCst);
-        }
-    }
-
-    /// Polls `fut` once with a fresh waker counting into `c`.
-    fn poll_once<F: Future + Unpin>(fut: &mut F, c: &Arc<Counter>) -> Poll<F::Output> {
-        struct Fresh(Arc<Counter>);
-        impl Wake for Fresh {
-            fn wake(self: Arc<Self>) {
-                self.0.0.fetch_add(1, Ordering::SeqCst);
-            }
-        }
-        let waker = Waker::from(Arc::new(Fresh(c.clone())));
-        Pin::new(fut).poll(&mut Context::from_waker(&waker))
-    }
-
     #[test]
     fn nowait_first_request_is_not_tracked() {
         let t = Table::new();
         assert!(matches!(
-            t.lookup(&name("a"), false, secs(0)),
+            t.lookup(&name("a"), false, secs(0), LINGER),
             Lookup::Untracked
         ));
-        first(&t, "a", secs(0));
-        assert_eq!(t.usage(secs(0)), (1, 1, 0));
+        assert!(matches!(
+            t.lookup(&name("a"), true, secs(0), LINGER),
+            Lookup::First(_)
+        ));
+        assert_eq!(t.usage(secs(0), LINGER), (1, 1, 0));
     }
 
     #[test]
-    fn entry_lingers_its_time_then_goes() {
+    fn entry_lingers_sixty_seconds_then_goes() {
         let t = Table::new();
-        first(&t, "a", secs(0));
-        t.announce(&name("a"), None, 256, secs(1), LINGER);
         assert!(matches!(
-            t.lookup(&name("a"), true, secs(60)),
-            Lookup::Done(256, _)
+            t.lookup(&name("a"), true, secs(0), LINGER),
+            Lookup::First(_)
+        ));
+        t.announce(&name("a"), None, 256, secs(1));
+        assert!(matches!(
+            t.lookup(&name("a"), true, secs(60), LINGER),
+            Lookup::Done(256)
         ));
         assert!(matches!(
-            t.lookup(&name("a"), false, secs(60)),
-            Lookup::Done(0, _)
+            t.lookup(&name("a"), false, secs(60), LINGER),
+            Lookup::Done(0)
         ));
-        first(&t, "a", secs(61));
-        // A linger of zero: gone at once.
-        t.announce(&name("a"), None, -62, secs(61), Duration::ZERO);
-        first(&t, "a", secs(61));
+        assert!(matches!(
+            t.lookup(&name("a"), true, secs(61), LINGER),
+            Lookup::First(_)
+        ));
     }
 
     #[test]
     fn only_the_first_announcement_counts() {
         let t = Table::new();
-        first(&t, "a", secs(0));
-        t.announce(&name("a"), None, -2, secs(0), LINGER);
-        t.announce(&name("a"), None, 0, secs(0), LINGER);
-        t.announce(&name("zzz"), None, 0, secs(0), LINGER);
         assert!(matches!(
-            t.lookup(&name("a"), true, secs(1)),
-            Lookup::Done(-2, _)
+            t.lookup(&name("a"), true, secs(0), LINGER),
+            Lookup::First(_)
         ));
-    }
-
-    #[test]
-    fn any_number_of_waiters_get_the_result_even_if_it_lingers_zero() {
-        let t = Table::new();
-        let f = first(&t, "a", secs(0));
-        let counters: Vec<Arc<Counter>> = (0..100)
-            .map(|_| Arc::new(Counter(AtomicUsize::new(0))))
-            .collect();
-        let mut waits: Vec<_> = (0..100)
-            .map(|_| wait(&t, waiting(&t, "a", secs(0))))
-            .collect();
-        for (w, c) in waits.iter_mut().zip(&counters) {
-            assert!(poll_once(w, c).is_pending());
-            // Polled again (a fresh waker each time): no storm, no wake.
-            assert!(poll_once(w, c).is_pending());
-        }
-        assert!(counters.iter().all(|c| c.0.load(Ordering::SeqCst) == 0));
-        assert_eq!(t.usage(secs(0)).2, 100);
-        // A transient result: gone for new requests at once, but every waiter reads it.
-        t.announce(&name("a"), Some(f), -512, secs(1), Duration::ZERO);
-        first(&t, "a", secs(1));
-        let mut polls = 0;
-        let mut results = std::vec![None; 100];
-        while results.iter().any(Option::is_none) {
-            for (i, (w, c)) in waits.iter_mut().zip(&counters).enumerate() {
-                if results[i].is_none() && c.0.swap(0, Ordering::SeqCst) > 0 {
-                    polls += 1;
-                    if let Poll::Ready(r) = poll_once(w, c) {
-                        results[i] = Some(r);
-                    }
-                }
-            }
-            assert!(polls <= 100, "each waiter is woken once");
-        }
-        assert!(results.iter().all(|r| *r == Some(-512)));
-        assert_eq!(t.usage(secs(1)).2, 0);
-    }
-
-    #[test]
-    fn a_waiter_that_leaves_strands_nobody_and_frees_its_count() {
-        let t = Table::new();
-        let f = first(&t, "a", secs(0));
-        let c: Vec<Arc<Counter>> = (0..3)
-            .map(|_| Arc::new(Counter(AtomicUsize::new(0))))
-            .collect();
-        let mut w0 = wait(&t, waiting(&t, "a", secs(0)));
-        let mut w1 = wait(&t, waiting(&t, "a", secs(0)));
-        let mut w2 = wait(&t, waiting(&t, "a", secs(0)));
-        assert!(poll_once(&mut w0, &c[0]).is_pending());
-        assert!(poll_once(&mut w1, &c[1]).is_pending());
-        assert!(poll_once(&mut w2, &c[2]).is_pending());
-        drop(w1); // from the middle of the chain
-        assert_eq!(t.usage(secs(0)).2, 2);
-        // Those woken by the leave re-register.
-        for (w, i) in [(&mut w0, 0), (&mut w2, 2)] {
-            if c[i].0.swap(0, Ordering::SeqCst) > 0 {
-                assert!(poll_once(w, &c[i]).is_pending());
-            }
-        }
-        t.announce(&name("a"), Some(f), 7, secs(1), LINGER);
-        let mut done = [false; 2];
-        for _ in 0..4 {
-            for (k, (w, i)) in [(&mut w0, 0), (&mut w2, 2)].into_iter().enumerate() {
-                if !done[k] && c[i].0.swap(0, Ordering::SeqCst) > 0 {
-                    done[k] = poll_once(w, &c[i]) == Poll::Ready(7);
-                }
-            }
-        }
-        assert_eq!(done, [true, true]);
-    }
-
-    #[test]
-    fn an_entry_being_read_is_not_reused() {
-        let t = Table::new();
-        let fa = first(&t, "a", secs(0));
-        let mut w = wait(&t, waiting(&t, "a", secs(0)));
-        first(&t, "b", secs(0));
-        first(&t, "c", secs(0));
-        t.announce(&name("a"), Some(fa), 1, secs(1), Duration::ZERO);
-        t.announce(&name("b"), None, 2, secs(1), LINGER);
-        // Full: "a" finished first but its waiter has not read it; "b" goes.
-        first(&t, "d", secs(2));
+        t.announce(&name("a"), None, -2, secs(0));
+        t.announce(&name("a"), None, 0, secs(0));
+        t.announce(&name("zzz"), None, 0, secs(0));
         assert!(matches!(
-            t.lookup(&name("b"), false, secs(2)),
-            Lookup::Untracked
+            t.lookup(&name("a"), true, secs(1), LINGER),
+            Lookup::Done(-2)
         ));
-        let c = Arc::new(Counter(AtomicUsize::new(0)));
-        assert_eq!(poll_once(&mut w, &c), Poll::Ready(1));
     }
 
     #[test]
     fn full_table_drops_the_oldest_finished_entry() {
         let t = Table::new();
         for n in ["a", "b", "c"] {
-            first(&t, n, secs(0));
+            assert!(matches!(
+                t.lookup(&name(n), true, secs(0), LINGER),
+                Lookup::First(_)
+            ));
         }
-        t.announce(&name("c"), None, 0, secs(5), LINGER);
-        t.announce(&name("a"), None, 0, secs(8), LINGER);
+        t.announce(&name("c"), None, 0, secs(5));
+        t.announce(&name("a"), None, 0, secs(8));
         // "c" finished first; pending "b" is never dropped.
-        first(&t, "d", secs(11));
         assert!(matches!(
-            t.lookup(&name("a"), false, secs(11)),
-            Lookup::Done(0, _)
+            t.lookup(&name("d"), true, secs(11), LINGER),
+            Lookup::First(_)
         ));
         assert!(matches!(
-            t.lookup(&name("b"), false, secs(11)),
-            Lookup::Done(0, _)
+            t.lookup(&name("a"), false, secs(11), LINGER),
+            Lookup::Done(0)
         ));
         assert!(matches!(
-            t.lookup(&name("c"), false, secs(11)),
+            t.lookup(&name("b"), false, secs(11), LINGER),
+            Lookup::Done(0)
+        ));
+        assert!(matches!(
+            t.lookup(&name("c"), false, secs(11), LINGER),
             Lookup::Untracked
         ));
     }
@@ -710,26 +544,35 @@ mod tests {
         let t = Table::new();
         let short = secs(10);
         for n in ["a", "b", "c"] {
-            first(&t, n, secs(0));
+            assert!(matches!(
+                t.lookup(&name(n), true, secs(0), short),
+                Lookup::First(_)
+            ));
         }
-        t.announce(&name("a"), None, 1, secs(1), short);
-        t.announce(&name("b"), None, 2, secs(2), LINGER);
+        t.announce(&name("a"), None, 1, secs(1));
+        t.announce(&name("b"), None, 2, secs(2));
         // "a" expired: a new "a" replaces it in place; its old completion is stale.
-        first(&t, "a", secs(20));
-        t.announce(&name("c"), None, 3, secs(21), LINGER);
-        // Full: the oldest finished live entry is "b" (the stale "a" item is skipped).
-        first(&t, "d", secs(22));
         assert!(matches!(
-            t.lookup(&name("b"), false, secs(22)),
+            t.lookup(&name("a"), true, secs(20), short),
+            Lookup::First(_)
+        ));
+        t.announce(&name("c"), None, 3, secs(21));
+        // Full: the oldest finished live entry is "b" (the stale "a" item is skipped).
+        assert!(matches!(
+            t.lookup(&name("d"), true, secs(22), LINGER),
+            Lookup::First(_)
+        ));
+        assert!(matches!(
+            t.lookup(&name("b"), false, secs(22), LINGER),
             Lookup::Untracked
         ));
         assert!(matches!(
-            t.lookup(&name("a"), false, secs(22)),
-            Lookup::Done(0, _)
+            t.lookup(&name("a"), false, secs(22), LINGER),
+            Lookup::Done(0)
         ));
         assert!(matches!(
-            t.lookup(&name("c"), true, secs(22)),
-            Lookup::Done(3, _)
+            t.lookup(&name("c"), true, secs(22), LINGER),
+            Lookup::Done(3)
         ));
     }
 
@@ -738,17 +581,23 @@ mod tests {
         let t = Table::new();
         t.with_dups(|s| s.finished = PENDING - 2);
         for (i, n) in ["a", "b", "c"].iter().enumerate() {
-            first(&t, n, secs(0));
-            t.announce(&name(n), None, i as i32, secs(i as u64), LINGER);
+            assert!(matches!(
+                t.lookup(&name(n), true, secs(0), LINGER),
+                Lookup::First(_)
+            ));
+            t.announce(&name(n), None, i as i32, secs(i as u64));
         }
         // a and b got the last two numbers, c wrapped: a is still the oldest.
         for (evicted, new) in [("a", "d"), ("b", "e"), ("c", "f")] {
-            first(&t, new, secs(5));
             assert!(matches!(
-                t.lookup(&name(evicted), false, secs(5)),
+                t.lookup(&name(new), true, secs(5), LINGER),
+                Lookup::First(_)
+            ));
+            assert!(matches!(
+                t.lookup(&name(evicted), false, secs(5), LINGER),
                 Lookup::Untracked
             ));
-            t.announce(&name(new), None, 0, secs(5), LINGER);
+            t.announce(&name(new), None, 0, secs(5));
         }
     }
 
@@ -756,10 +605,13 @@ mod tests {
     fn table_of_pending_entries_degrades_to_untracked() {
         let t = Table::new();
         for n in ["a", "b", "c"] {
-            first(&t, n, secs(0));
+            assert!(matches!(
+                t.lookup(&name(n), true, secs(0), LINGER),
+                Lookup::First(_)
+            ));
         }
         assert!(matches!(
-            t.lookup(&name("d"), true, secs(0)),
+            t.lookup(&name("d"), true, secs(0), LINGER),
             Lookup::Untracked
         ));
     }

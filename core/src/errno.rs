@@ -47,13 +47,9 @@ errnos! {
     EAGAIN = 11, "resource temporarily unavailable";
     ENOMEM = 12, "cannot allocate memory";
     EACCES = 13, "permission denied";
-    EFAULT = 14, "bad address";
     EBUSY = 16, "device or resource busy";
-    EEXIST = 17, "file exists";
     EINVAL = 22, "invalid argument";
-    ENOTTY = 25, "inappropriate ioctl for device";
     ENAMETOOLONG = 36, "file name too long";
-    ENOSYS = 38, "function not implemented";
     ELOOP = 40, "too many levels of symbolic links";
     ETIME = 62, "timer expired";
     ERESTARTSYS = 512, "interrupted, restart the call";
@@ -69,16 +65,6 @@ impl Errno {
     /// The positive error number.
     pub const fn raw(self) -> i32 {
         self.0
-    }
-
-    /// `EWOULDBLOCK`, the same number as [`EAGAIN`](Self::EAGAIN).
-    pub const EWOULDBLOCK: Errno = Errno::EAGAIN;
-
-    /// Whether the error says "not now" rather than "no": `ERESTARTSYS`,
-    /// `EINTR`, `ENOMEM`, `EAGAIN`, `EBUSY`, `ETIME` (the results that the
-    /// "no caching of transient results" policy does not keep).
-    pub const fn is_transient(self) -> bool {
-        matches!(self.0, 512 | 4 | 12 | 11 | 16 | 62)
     }
 }
 
@@ -116,13 +102,9 @@ mod tests {
             (Errno::EAGAIN, 11),
             (Errno::ENOMEM, 12),
             (Errno::EACCES, 13),
-            (Errno::EFAULT, 14),
             (Errno::EBUSY, 16),
-            (Errno::EEXIST, 17),
             (Errno::EINVAL, 22),
-            (Errno::ENOTTY, 25),
             (Errno::ENAMETOOLONG, 36),
-            (Errno::ENOSYS, 38),
             (Errno::ELOOP, 40),
             (Errno::ETIME, 62),
             (Errno::ERESTARTSYS, 512),
@@ -132,23 +114,6 @@ mod tests {
             assert_eq!(Errno::from_raw(raw), errno);
             assert_eq!(Errno::from_raw(-raw), errno);
         }
-    }
-
-    #[test]
-    fn transient_errors_are_the_specs_six() {
-        let transient: [Errno; 6] = [
-            Errno::ERESTARTSYS,
-            Errno::EINTR,
-            Errno::ENOMEM,
-            Errno::EAGAIN,
-            Errno::EBUSY,
-            Errno::ETIME,
-        ];
-        for raw in 0..1024 {
-            let e = Errno::from_raw(raw);
-            assert_eq!(e.is_transient(), transient.contains(&e), "{raw}");
-        }
-        assert_eq!(Errno::EWOULDBLOCK, Errno::EAGAIN);
     }
 
     #[test]

@@ -1,5 +1,5 @@
 //! [`Kmod`]: the autoloader, tying slots, the duplicate table, the helper path,
-//! the security hook and the platform together (SPEC §2, §9).
+//! the security hook and the platform together (SPEC §2).
 
 use core::cell::RefCell;
 use core::fmt;
@@ -7,50 +7,95 @@ use core::future::{Future, poll_fn};
 use core::panic::Location;
 use core::pin::pin;
 use core::task::Poll;
-use core::time::Duration;
 
 use embassy_futures::select::{Either, select};
 use embassy_sync::blocking_mutex::Mutex;
 use embassy_sync::blocking_mutex::raw::{CriticalSectionRawMutex, RawMutex};
+use embassy_sync::waitqueue::MultiWakerRegistration;
 
-use crate::ancestry::Ancestry;
-use crate::chain::{Chain, Link};
 use crate::config::RUNNING_HELPERS_TIMEOUT;
-use crate::dups::{self, DupLock, First, Lookup, name_hash};
-use crate::guards::{Announcer, Engine, InFlight, ReenableOnDrop, RunningHelper};
-use crate::slots::{self, SlotGuard, SlotLock};
+use crate::dups::{self, DupLock, DupWakes, Lookup, name_hash};
+use crate::slots::{self, SlotGuard, SlotLock, Wakes};
 use crate::status::from_kernel_ret;
-use crate::trace::{Check, RateLimit};
-use crate::wakes::Wakes;
+use crate::trace::RateLimit;
 use crate::{
-    AllowAll, Config, Errno, Event, HelperCommand, KernelRet, KillSignal, MODULE_NAME_LEN,
-    ModprobePath, ModuleName, Outcome, Platform, RequestId, Security, Stats, UmhWait,
+    AllowAll, Config, Errno, Event, HelperCommand, KernelRet, KillSignal, ModprobePath, ModuleName,
+    Outcome, Platform, Security, UmhWait,
 };
 
-/// Everything a `Kmod` changes, under its one mutex, so that an uncontended
-/// request takes it only a few times.
-pub(crate) struct Inner<
-    const SLOTS: usize,
-    const SLOT_QUEUE: usize,
-    const DUP_ENTRIES: usize,
-    const NAME_LEN: usize,
-> {
-    pub(crate) shared: Shared,
-    slots: slots::State<SLOT_QUEUE>,
-    dups: dups::State<DUP_ENTRIES, NAME_LEN>,
-    pub(crate) ancestry: Ancestry<SLOTS>,
+/// Counters and gauges of a [`Kmod`], from [`Kmod::stats`].
+///
+/// Every request that began is, at any moment, exactly one of completed,
+/// cancelled (its future was dropped) or in flight:
+/// `requests == completed + cancelled + in_flight`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[non_exhaustive]
+pub struct Stats {
+    /// Requests that began (their future was polled).
+    pub requests: u64,
+    /// Requests that returned a result.
+    pub completed: u64,
+    /// Requests whose future was dropped before returning.
+    pub cancelled: u64,
+    /// Completed requests whose result was not 0.
+    pub failures: u64,
+    /// Refused before a slot: empty helper path (`-ENOENT`) or a name too long
+    /// (`-ENAMETOOLONG`).
+    pub invalid: u64,
+    /// Refused by the security hook.
+    pub denied: u64,
+    /// Failed with `-ETIME`: no slot within the busy timeout.
+    pub busy_timeouts: u64,
+    /// Requests answered from the duplicate table instead of running a helper
+    /// (counted when they return; [`dup_waiters`](Self::dup_waiters) counts
+    /// the ones still waiting).
+    pub duplicates: u64,
+    /// Helpers handed to the platform.
+    pub helpers_started: u64,
+    /// Helper runs refused with `-EBUSY` while helpers were disabled.
+    pub helpers_refused: u64,
+    /// Requests in flight now.
+    pub in_flight: u64,
+    /// Slots held now.
+    pub slots_in_use: usize,
+    /// The most slots ever held at once (never above `max_concurrent`).
+    pub max_concurrent_seen: usize,
+    /// Requests waiting for a slot now.
+    pub waiting_for_slot: usize,
+    /// Helpers the platform is running for a caller now.
+    pub running_helpers: usize,
+    /// Entries in the duplicate table now, pending or lingering.
+    pub dup_entries: usize,
+    /// Entries still waiting for their first request's result.
+    pub dup_pending: usize,
+    /// Duplicates waiting for a result now.
+    pub dup_waiters: usize,
 }
 
-pub(crate) struct Shared {
+/// Everything a `Kmod` changes, under its one mutex. An uncontended request
+/// takes it four times: to count it; for its slot; for the duplicate check
+/// (and, if it runs the helper, to count the helper and copy the path); and
+/// at the end (helper done, result announced, slot handed on, request
+/// counted). A duplicate's last lock releases its slot and counts it; one
+/// that waits for the first request's result also locks on each of its polls.
+/// (Three mutexes, one each for the slots, the table and the rest, took eight
+/// round trips; on a host whose `critical-section` is a global mutex that was
+/// a quarter of a request's instructions.)
+struct Inner<const SLOTS: usize, const WAITERS: usize, const DUPS: usize> {
+    shared: Shared,
+    slots: slots::State<WAITERS>,
+    dups: dups::State<DUPS, SLOTS>,
+}
+
+struct Shared {
     path: ModprobePath,
     helpers_disabled: bool,
     running_helpers: usize,
-    /// `disable_helpers` callers waiting for the running helpers to end.
-    drain: Chain,
+    drain: MultiWakerRegistration<4>,
     warned_async: bool,
-    #[cfg_attr(not(any(feature = "defmt", feature = "log")), allow(dead_code))]
     busy_log: RateLimit,
-    pub(crate) stats: Stats,
+    stats: Stats,
 }
 
 impl Shared {
@@ -59,7 +104,7 @@ impl Shared {
     /// are disabled (`call_usermodehelper_exec`); then `-ENOENT` if the path
     /// was emptied since step 2, as the exec of `""` would fail (the kernel's
     /// exec reads the path buffer only now).
-    fn helper_starts<const N: usize>(&mut self, cmd: &mut HelperCommand<N>) -> Result<(), Errno> {
+    fn helper_starts(&mut self, cmd: &mut HelperCommand) -> Result<(), Errno> {
         if self.helpers_disabled {
             self.stats.helpers_refused += 1;
             Err(Errno::EBUSY)
@@ -74,10 +119,10 @@ impl Shared {
     }
 
     /// A running helper ended (`running_helpers` in `umh.c`).
-    pub(crate) fn helper_exited(&mut self, wakes: &mut Wakes) {
+    fn helper_exited(&mut self) {
         self.running_helpers -= 1;
         if self.running_helpers == 0 {
-            self.drain.broadcast(wakes);
+            self.drain.wake();
         }
     }
 }
@@ -88,14 +133,12 @@ impl Shared {
 /// - `P`: the platform (clock and helper spawning).
 /// - `S`: the security hook, [`AllowAll`] by default.
 /// - `M`: the `embassy-sync` raw mutex guarding the state,
-///   [`CriticalSectionRawMutex`] by default (the port supplies `critical-section`).
-/// - `SLOTS`: the most slots [`Config::max_concurrent`] may ask for (50).
-/// - `SLOT_QUEUE`: slot waiters kept in the FIFO queue (32); more still wait,
-///   in an overflow lobby, and are served in order and in time (see `slots`).
-/// - `DUP_ENTRIES`: duplicate-table entries (64), at least `SLOTS` (checked at
-///   compile time).
-/// - `NAME_LEN`: the module-name bound including the NUL ([`MODULE_NAME_LEN`],
-///   56 on 64-bit targets): a longer name is `-ENAMETOOLONG`.
+///   `CriticalSectionRawMutex` by default (the port supplies `critical-section`).
+/// - `SLOTS`: the most slots [`Config::max_concurrent`] may ask for (50); also
+///   the number of duplicates that can wait at once (each holds a slot).
+/// - `WAITERS`: slot waiters kept in the FIFO queue; more still wait, in an
+///   overflow lobby, and are served in order and in time (see `slots.rs`).
+/// - `DUPS`: duplicate-table entries, at least `SLOTS` (checked at compile time).
 ///
 /// A default `Kmod` can live in a `static` (see [`Platform`] for a whole port):
 ///
@@ -118,14 +161,13 @@ pub struct Kmod<
     S = AllowAll,
     M: RawMutex = CriticalSectionRawMutex,
     const SLOTS: usize = 50,
-    const SLOT_QUEUE: usize = 32,
-    const DUP_ENTRIES: usize = 64,
-    const NAME_LEN: usize = MODULE_NAME_LEN,
+    const WAITERS: usize = 32,
+    const DUPS: usize = 64,
 > {
     platform: P,
     security: S,
     config: Config,
-    state: Mutex<M, RefCell<Inner<SLOTS, SLOT_QUEUE, DUP_ENTRIES, NAME_LEN>>>,
+    state: Mutex<M, RefCell<Inner<SLOTS, WAITERS, DUPS>>>,
 }
 
 impl<P: Platform> Kmod<P> {
@@ -136,22 +178,15 @@ impl<P: Platform> Kmod<P> {
     }
 }
 
-impl<
-    P,
-    S,
-    M,
-    const SLOTS: usize,
-    const SLOT_QUEUE: usize,
-    const DUP_ENTRIES: usize,
-    const NAME_LEN: usize,
-> Kmod<P, S, M, SLOTS, SLOT_QUEUE, DUP_ENTRIES, NAME_LEN>
+impl<P, S, M, const SLOTS: usize, const WAITERS: usize, const DUPS: usize>
+    Kmod<P, S, M, SLOTS, WAITERS, DUPS>
 where
-    P: Platform<NAME_LEN>,
+    P: Platform,
     S: Security,
     M: RawMutex,
 {
     const CAPACITY_OK: () = assert!(
-        DUP_ENTRIES >= SLOTS,
+        DUPS >= SLOTS,
         "the duplicate table must hold at least one entry per slot"
     );
 
@@ -170,15 +205,33 @@ where
             state: Mutex::new(RefCell::new(Inner {
                 slots: slots::State::new(config.max_concurrent),
                 dups: dups::State::new(),
-                ancestry: Ancestry::new(),
                 shared: Shared {
                     path: ModprobePath::default_path(),
                     helpers_disabled: false,
                     running_helpers: 0,
-                    drain: Chain::new(),
+                    drain: MultiWakerRegistration::new(),
                     warned_async: false,
                     busy_log: RateLimit::new(),
-                    stats: Stats::ZERO,
+                    stats: Stats {
+                        requests: 0,
+                        completed: 0,
+                        cancelled: 0,
+                        failures: 0,
+                        invalid: 0,
+                        denied: 0,
+                        busy_timeouts: 0,
+                        duplicates: 0,
+                        helpers_started: 0,
+                        helpers_refused: 0,
+                        in_flight: 0,
+                        slots_in_use: 0,
+                        max_concurrent_seen: 0,
+                        waiting_for_slot: 0,
+                        running_helpers: 0,
+                        dup_entries: 0,
+                        dup_pending: 0,
+                        dup_waiters: 0,
+                    },
                 },
             })),
         }
@@ -187,15 +240,13 @@ where
     /// `request_module(fmt, …)`: load a module and wait for the helper to exit
     /// (`UMH_WAIT_PROC`). Resolves to the helper's wait status or an errno.
     ///
-    /// The name is formatted now, and the platform asked now for the request's
-    /// parent; everything else happens when the future is polled. Dropping the
-    /// future at any point cancels the request cleanly.
+    /// The name is formatted now; everything else happens when the future is
+    /// polled. Dropping the future at any point cancels the request cleanly.
     #[track_caller]
     pub fn request_module<'a>(
         &'a self,
         args: fmt::Arguments<'_>,
-    ) -> impl Future<Output = Outcome> + use<'a, P, S, M, SLOTS, SLOT_QUEUE, DUP_ENTRIES, NAME_LEN>
-    {
+    ) -> impl Future<Output = Outcome> + use<'a, P, S, M, SLOTS, WAITERS, DUPS> {
         self.request(true, args)
     }
 
@@ -205,8 +256,7 @@ where
     pub fn request_module_nowait<'a>(
         &'a self,
         args: fmt::Arguments<'_>,
-    ) -> impl Future<Output = Outcome> + use<'a, P, S, M, SLOTS, SLOT_QUEUE, DUP_ENTRIES, NAME_LEN>
-    {
+    ) -> impl Future<Output = Outcome> + use<'a, P, S, M, SLOTS, WAITERS, DUPS> {
         self.request(false, args)
     }
 
@@ -216,11 +266,9 @@ where
         &'a self,
         wait: bool,
         args: fmt::Arguments<'_>,
-    ) -> impl Future<Output = Outcome> + use<'a, P, S, M, SLOTS, SLOT_QUEUE, DUP_ENTRIES, NAME_LEN>
-    {
+    ) -> impl Future<Output = Outcome> + use<'a, P, S, M, SLOTS, WAITERS, DUPS> {
         let caller = Location::caller();
-        let parent = self.platform.parent_request();
-        self.run(wait, ModuleName::format_bounded(args), None, caller, parent)
+        self.run(wait, ModuleName::format(args), None, caller)
     }
 
     /// [`request`](Self::request) under a [`KillSignal`]: when it fires, a
@@ -233,17 +281,9 @@ where
         wait: bool,
         kill: &'a KillSignal<M>,
         args: fmt::Arguments<'_>,
-    ) -> impl Future<Output = Outcome> + use<'a, P, S, M, SLOTS, SLOT_QUEUE, DUP_ENTRIES, NAME_LEN>
-    {
+    ) -> impl Future<Output = Outcome> + use<'a, P, S, M, SLOTS, WAITERS, DUPS> {
         let caller = Location::caller();
-        let parent = self.platform.parent_request();
-        self.run(
-            wait,
-            ModuleName::format_bounded(args),
-            Some(kill),
-            caller,
-            parent,
-        )
+        self.run(wait, ModuleName::format(args), Some(kill), caller)
     }
 
     /// `try_then_request_module(x, fmt, …)`: `probe()`; if it finds nothing,
@@ -253,419 +293,167 @@ where
         &'a self,
         mut probe: F,
         args: fmt::Arguments<'_>,
-    ) -> impl Future<Output = Option<T>> + use<'a, T, F, P, S, M, SLOTS, SLOT_QUEUE, DUP_ENTRIES, NAME_LEN>
+    ) -> impl Future<Output = Option<T>> + use<'a, T, F, P, S, M, SLOTS, WAITERS, DUPS>
     where
         F: FnMut() -> Option<T> + 'a,
     {
         let caller = Location::caller();
-        let parent = self.platform.parent_request();
-        let name = ModuleName::format_bounded(args);
+        let name = ModuleName::format(args);
         async move {
             if let Some(found) = probe() {
                 return Some(found);
             }
-            let _ = self.run(true, name, None, caller, parent).await;
+            let _ = self.run(true, name, None, caller).await;
             probe()
         }
     }
 
-    /// One request, SPEC §2 steps 1 to 9 (and the policies of §9).
     async fn run(
         &self,
         wait: bool,
-        name: Result<ModuleName<NAME_LEN>, Errno>,
+        name: Result<ModuleName, Errno>,
         kill: Option<&KillSignal<M>>,
         caller: &'static Location<'static>,
-        parent: Option<RequestId>,
     ) -> Outcome {
-        let shown = name.as_ref().map_or("", ModuleName::as_str);
-        let (request, path_empty) = InFlight::begin(self, shown, |i| i.shared.path.is_empty());
-        let id = request.id();
-        self.emit(Event::Request {
-            id,
-            name: shown,
-            wait,
-            caller,
-            parent,
-        });
+        let (request, path_empty) = InFlight::begin(self);
 
         // 1. A waiting request from an async context may deadlock: warn once.
-        if wait
-            && self.platform.current_is_async()
-            && self.shared(|s| !core::mem::replace(&mut s.warned_async, true))
-        {
-            self.emit(Event::AsyncWait {
-                id,
-                name: shown,
-                caller,
-            });
+        if wait && self.platform.current_is_async() {
+            self.warn_async_once(name.as_ref().map_or("", ModuleName::as_str), caller);
         }
 
         // 2. Autoloading disabled by an empty helper path.
         if path_empty {
-            return self.refuse(request, Check::EmptyPath, Errno::ENOENT, |s| s.invalid += 1);
+            return request.finish(Err(Errno::ENOENT), |s| s.invalid += 1);
         }
 
-        // 3. The name must fit the name bound.
-        let name = match &name {
+        // 3. The name must fit MODULE_NAME_LEN.
+        let name = match name {
             Ok(name) => name,
-            Err(errno) => return self.refuse(request, Check::Name, *errno, |s| s.invalid += 1),
+            Err(errno) => return request.finish(Err(errno), |s| s.invalid += 1),
         };
 
         // 4. The security hook.
         if let Err(errno) = self.security.kernel_module_request(name.as_str()) {
-            return self.refuse(request, Check::Security, errno, |s| s.denied += 1);
-        }
-
-        // 4a. Policy: a name already among the ancestors is a loop, refused
-        //     before any slot.
-        if self.config.loop_detection
-            && let Some(chain) = self.lock(|i| {
-                let Inner { ancestry, dups, .. } = i;
-                ancestry.find_loop(name.as_str(), parent, |f| dups::name_of(dups, f))
-            })
-        {
-            self.emit(Event::LoopRefused {
-                id,
-                name: shown,
-                chain: chain.as_str(),
-            });
-            return self.finish(request, Err(Errno::ELOOP), None, false, |s| s.loops += 1);
-        }
-
-        let start = self.platform.now();
-
-        // Policy, duplicates hold no slot: steps 6 and 7 come before the slot.
-        let mut announcer = None;
-        if self.config.dups_hold_no_slot {
-            let (lookup, _) = self.step7(&request, name, wait, caller, |_, _| ());
-            match lookup {
-                Step7::Duplicate(answer) => {
-                    let outcome = self.answer(answer, kill).await;
-                    return self.finish(request, outcome, Some(start), true, |s| s.duplicates += 1);
-                }
-                Step7::Runs(first) => announcer = Some(Announcer::new(self, shown, first)),
-            }
+            return request.finish(Err(errno), |s| s.denied += 1);
         }
 
         // 5. A slot, waiting at most busy_timeout, first come first served.
+        let start = self.platform.now();
         let deadline = start.saturating_add(self.config.busy_timeout);
-        let on_wait = |waiting, in_use| {
-            self.emit(Event::SlotWait {
-                id,
-                name: shown,
-                waiting,
-                in_use,
-            })
+        let Some(slot) = slots::acquire_until(self, &self.platform, deadline).await else {
+            self.busy_timeout(&name, start);
+            return request.finish(Err(Errno::ETIME), |s| s.busy_timeouts += 1);
         };
-        let slot = match slots::acquire_until(self, &self.platform, deadline, on_wait).await {
-            Some(slot) => slot,
-            None => {
-                let waited = self.platform.now().saturating_sub(start);
-                // A first request (policy) gives its duplicates its -ETIME.
-                if let Some(a) = announcer {
-                    a.announce(-Errno::ETIME.raw());
-                }
-                let (waiting, in_use) = self.lock(|i| i.slots.waiting_and_held());
-                self.emit(Event::BusyTimeout {
-                    id,
-                    name: shown,
-                    max_concurrent: self.config.max_concurrent,
-                    timeout: self.config.busy_timeout,
-                    waited,
-                    waiting,
-                    in_use,
-                });
-                return self.finish(request, Err(Errno::ETIME), Some(start), false, |s| {
-                    s.busy_timeouts += 1
-                });
-            }
-        };
-        let granted = slot.granted();
-        self.emit(Event::SlotGranted {
-            id,
-            name: shown,
-            waited: if granted.waited {
-                self.platform.now().saturating_sub(start)
-            } else {
-                Duration::ZERO
-            },
-            waiting: granted.waiting,
-            in_use: granted.in_use,
+
+        // 6. The module_request trace event (duplicates are traced too).
+        trace!(
+            "module_request: name={} wait={} caller={}:{}",
+            name.as_str(),
+            wait,
+            caller.file(),
+            caller.line()
+        );
+        self.platform.trace(&Event::ModuleRequest {
+            name: name.as_str(),
+            wait,
+            caller,
         });
 
-        // 6 and 7 (Linux: holding the slot), and the start of 8 under the same
-        // lock: the duplicate check, then, for a request that runs the
-        // helper, counting it and copying the path into its command. (The
-        // command is built only now, so a waiting request does not carry
-        // its 300 bytes.)
-        let mut cmd = HelperCommand::modprobe(ModprobePath::empty(), name.clone(), id);
-        let (announcer, entered) = match announcer {
-            Some(announcer) => {
-                let first = announcer.first();
-                let entered = self.lock(|i| self.start_helper_in(i, &mut cmd, parent, first));
-                (announcer, entered)
-            }
-            None => {
-                let (lookup, entered) = self.step7(&request, name, wait, caller, |i, first| {
-                    self.start_helper_in(i, &mut cmd, parent, first)
+        // 7, and the start of 8 under the same lock: the duplicate check, then,
+        // for a request that runs the helper, counting it and copying the path
+        // into its command (built in place: a command is over 300 bytes, and
+        // every move copies all of them).
+        let mut cmd = HelperCommand::modprobe(ModprobePath::empty(), name.clone());
+        let (hash, now) = if self.config.dedup {
+            (name_hash(&name), self.platform.now())
+        } else {
+            (0, core::time::Duration::ZERO)
+        };
+        let (lookup, entered) = self.lock(|i| {
+            let lookup = if self.config.dedup {
+                i.dups
+                    .lookup(&name, hash, wait, now, self.config.dedup_linger)
+            } else {
+                Lookup::Untracked
+            };
+            let entered = match lookup {
+                Lookup::First(_) | Lookup::Untracked => i.shared.helper_starts(&mut cmd),
+                Lookup::Done(_) | Lookup::Wait(_) => Ok(()),
+            };
+            (lookup, entered)
+        });
+
+        // Duplicates return here, releasing their slot.
+        let first = match lookup {
+            Lookup::Done(ret) => {
+                self.report_duplicate(&name, wait, caller);
+                return self.release_and_finish(request, slot, from_kernel_ret(ret), |s| {
+                    s.duplicates += 1
                 });
-                match (lookup, entered) {
-                    (Step7::Runs(first), Some(entered)) => {
-                        (Announcer::new(self, shown, first), entered)
-                    }
-                    // Duplicates return here, releasing their slot.
-                    (Step7::Duplicate(answer), _) => {
-                        let outcome = self.answer(answer, kill).await;
-                        return self.release_and_finish(request, slot, outcome, start);
-                    }
-                    (Step7::Runs(first), None) => {
-                        (Announcer::new(self, shown, first), Err(Errno::ENOENT))
-                    }
-                }
             }
+            Lookup::Wait(key) => {
+                self.report_duplicate(&name, wait, caller);
+                let waited = match kill {
+                    None => dups::wait(self, key).await,
+                    Some(kill) => match select(dups::wait(self, key), kill.killed()).await {
+                        Either::First(ret) => ret,
+                        Either::Second(()) => -Errno::ERESTARTSYS.raw(),
+                    },
+                };
+                return self.release_and_finish(request, slot, from_kernel_ret(waited), |s| {
+                    s.duplicates += 1
+                });
+            }
+            Lookup::First(first) => Some(first),
+            Lookup::Untracked => None,
         };
 
         // 8. Run the helper; a killed or dropped request announces -ERESTARTSYS.
+        let announcer = Announcer {
+            kmod: self,
+            name: &name,
+            first,
+        };
         let (outcome, running) = match entered {
             Ok(()) => {
-                let running = RunningHelper::new(self, id);
+                let running = RunningHelper { kmod: self };
                 let umh = if wait { UmhWait::Proc } else { UmhWait::Exec };
-                self.emit(Event::HelperStarted {
-                    id,
-                    name: shown,
-                    wait: umh,
-                });
-                // `call_usermodehelper_exec()`, killable, under the watchdog.
-                // The futures are pinned here, in this request's own state
-                // (moving the helper's future into another would copy it).
-                let watchdog = self.config.helper_timeout.filter(|_| wait);
-                let started = match watchdog {
-                    Some(_) => self.platform.now(),
-                    None => Duration::ZERO,
+                // `call_usermodehelper_exec()`, killable.
+                let helper = self.platform.run_helper(cmd, umh);
+                let outcome = match kill {
+                    None => helper.await,
+                    // The helper is polled first, so it has started before a
+                    // pending kill is seen (the kernel queues the helper,
+                    // then waits killably).
+                    Some(kill) => match select(helper, kill.killed()).await {
+                        Either::First(outcome) => outcome,
+                        Either::Second(()) => Err(Errno::ERESTARTSYS),
+                    },
                 };
-                let mut helper = pin!(self.platform.run_helper(cmd, umh));
-                let mut timer = pin!(
-                    watchdog.map(|limit| self.platform.sleep_until(started.saturating_add(limit)))
-                );
-                let mut killed = pin!(kill.map(KillSignal::killed));
-                let outcome = poll_fn(|cx| {
-                    // The helper first, so it has started before a pending
-                    // kill is seen (the kernel queues the helper, then waits
-                    // killably), and a helper that ends wins over a timer.
-                    if let Poll::Ready(outcome) = helper.as_mut().poll(cx) {
-                        return Poll::Ready(outcome);
-                    }
-                    if let Some(t) = timer.as_mut().as_pin_mut()
-                        && t.poll(cx).is_ready()
-                    {
-                        timer.set(None);
-                        self.watchdog_fired(id, shown, started);
-                    }
-                    match killed.as_mut().as_pin_mut().map(|k| k.poll(cx)) {
-                        Some(Poll::Ready(())) => Poll::Ready(Err(Errno::ERESTARTSYS)),
-                        _ => Poll::Pending,
-                    }
-                })
-                .await;
-                self.emit(Event::HelperExited {
-                    id,
-                    name: shown,
-                    outcome,
-                });
                 (outcome, Some(running))
             }
             Err(errno) => (Err(errno), None),
         };
 
         // 9. Announce the result, release the slot, return.
-        self.complete(request, slot, announcer, running, outcome, start)
+        self.complete(request, slot, announcer, running, outcome)
     }
 
-    /// Step 7 (and, under the same lock, `then`: the start of step 8 for a
-    /// request that runs the helper). Emits `module_request` first (step 6)
-    /// and `Duplicate` for a duplicate.
-    fn step7<R>(
-        &self,
-        request: &InFlight<'_, Self>,
-        name: &ModuleName<NAME_LEN>,
-        wait: bool,
-        caller: &'static Location<'static>,
-        then: impl FnOnce(&mut Inner<SLOTS, SLOT_QUEUE, DUP_ENTRIES, NAME_LEN>, Option<First>) -> R,
-    ) -> (Step7, Option<R>) {
-        let id = request.id();
-        // 6. The module_request trace event (duplicates are traced too).
-        self.emit(Event::ModuleRequest {
-            id,
-            name: name.as_str(),
-            wait,
-            caller,
-        });
-        let (hash, now) = if self.config.dedup {
-            (name_hash(name.as_bytes()), self.platform.now())
-        } else {
-            (0, Duration::ZERO)
-        };
-        let (lookup, r) = self.lock(|i| {
-            let lookup = if self.config.dedup {
-                i.dups.lookup(name, hash, wait, now, id)
-            } else {
-                Lookup::Untracked
-            };
-            let r = match lookup {
-                Lookup::First(first) => Some(then(i, Some(first))),
-                Lookup::Untracked => Some(then(i, None)),
-                Lookup::Done(..) | Lookup::Wait(..) => None,
-            };
-            (lookup, r)
-        });
-        let step = match lookup {
-            Lookup::First(first) => Step7::Runs(Some(first)),
-            Lookup::Untracked => Step7::Runs(None),
-            Lookup::Done(ret, first) => {
-                self.emit_duplicate(id, name.as_str(), wait, caller, first);
-                Step7::Duplicate(Answer::Now(ret))
-            }
-            Lookup::Wait(at, first) => {
-                self.emit_duplicate(id, name.as_str(), wait, caller, first);
-                Step7::Duplicate(Answer::Wait(at))
-            }
-        };
-        (step, r)
-    }
-
-    fn emit_duplicate(
-        &self,
-        id: RequestId,
-        name: &str,
-        wait: bool,
-        caller: &'static Location<'static>,
-        first: RequestId,
-    ) {
-        self.emit(Event::Duplicate {
-            id,
-            name,
-            wait,
-            caller,
-            first,
-        });
-    }
-
-    /// A duplicate's result: at once, or its first request's (killably).
-    async fn answer(&self, answer: Answer, kill: Option<&KillSignal<M>>) -> Outcome {
-        let ret = match answer {
-            Answer::Now(ret) => ret,
-            Answer::Wait(at) => match kill {
-                None => dups::wait(self, at).await,
-                Some(kill) => match select(dups::wait(self, at), kill.killed()).await {
-                    Either::First(ret) => ret,
-                    Either::Second(()) => -Errno::ERESTARTSYS.raw(),
-                },
-            },
-        };
-        from_kernel_ret(ret)
-    }
-
-    /// The start of step 8 with the lock held: counts the helper, copies the
-    /// path, and (loop detection) records the request as running.
-    fn start_helper_in(
-        &self,
-        i: &mut Inner<SLOTS, SLOT_QUEUE, DUP_ENTRIES, NAME_LEN>,
-        cmd: &mut HelperCommand<NAME_LEN>,
-        parent: Option<RequestId>,
-        first: Option<First>,
-    ) -> Result<(), Errno> {
-        i.shared.helper_starts(cmd)?;
-        if self.config.loop_detection {
-            i.ancestry.enter(cmd.request(), parent, cmd.name(), first);
-        }
-        Ok(())
-    }
-
-    /// The helper watchdog's time is up: kill the helper (its `run_helper`
-    /// future then ends with its status, 9).
-    fn watchdog_fired(&self, id: RequestId, name: &str, started: Duration) {
-        let killed = self.platform.kill_helper(id);
-        if killed {
-            self.shared(|s| s.stats.helpers_killed += 1);
-        }
-        self.emit(Event::HelperKilled {
-            id,
-            name,
-            after: self.platform.now().saturating_sub(started),
-            killed,
-        });
-    }
-
-    /// Steps 2 to 4 refused the request.
-    fn refuse(
-        &self,
-        request: InFlight<'_, Self>,
-        check: Check,
-        errno: Errno,
-        count: impl FnOnce(&mut Stats),
-    ) -> Outcome {
-        self.emit(Event::Refused {
-            id: request.id(),
-            name: request_name(&request),
-            check,
-            errno,
-        });
-        self.finish(request, Err(errno), None, false, count)
-    }
-
-    /// The end of a request that holds no slot.
-    fn finish(
-        &self,
-        request: InFlight<'_, Self>,
-        outcome: Outcome,
-        start: Option<Duration>,
-        duplicate: bool,
-        count: impl FnOnce(&mut Stats),
-    ) -> Outcome {
-        let (id, name) = (request.id(), request_name(&request));
-        self.lock(|i| request.finish_in(i, outcome, count));
-        let latency = start.map_or(Duration::ZERO, |t| self.platform.now().saturating_sub(t));
-        self.emit(Event::Finished {
-            id,
-            name,
-            outcome,
-            latency,
-            duplicate,
-        });
-        outcome
-    }
-
-    /// A duplicate's end (Linux: it holds a slot): releases its slot and
-    /// counts it, under one lock.
+    /// A duplicate's end: releases its slot and counts it, under one lock.
     fn release_and_finish(
         &self,
-        request: InFlight<'_, Self>,
-        slot: SlotGuard<'_, Self, SLOT_QUEUE>,
+        request: InFlight<'_, P, S, M, SLOTS, WAITERS, DUPS>,
+        slot: SlotGuard<'_, Self, WAITERS>,
         outcome: Outcome,
-        start: Duration,
+        count: impl FnOnce(&mut Stats),
     ) -> Outcome {
-        let (id, name) = (request.id(), request_name(&request));
         let mut wakes = Wakes::new();
-        let (waiting, in_use) = self.lock(|i| {
+        self.lock(|i| {
             slot.release_in(&mut i.slots, &mut wakes);
-            let use_now = i.slots.waiting_and_held();
-            request.finish_in(i, outcome, |s| s.duplicates += 1);
-            use_now
+            request.finish_in(&mut i.shared.stats, outcome, count);
         });
         wakes.wake();
-        self.emit(Event::SlotReleased {
-            id,
-            in_use,
-            waiting,
-        });
-        self.emit(Event::Finished {
-            id,
-            name,
-            outcome,
-            latency: self.platform.now().saturating_sub(start),
-            duplicate: true,
-        });
         outcome
     }
 
@@ -675,82 +463,95 @@ where
     /// as completed. Wakers run after the lock is released.
     fn complete(
         &self,
-        request: InFlight<'_, Self>,
-        slot: SlotGuard<'_, Self, SLOT_QUEUE>,
-        announcer: Announcer<'_, Self>,
-        running: Option<RunningHelper<'_, Self>>,
+        request: InFlight<'_, P, S, M, SLOTS, WAITERS, DUPS>,
+        slot: SlotGuard<'_, Self, WAITERS>,
+        announcer: Announcer<'_, '_, P, S, M, SLOTS, WAITERS, DUPS>,
+        running: Option<RunningHelper<'_, P, S, M, SLOTS, WAITERS, DUPS>>,
         outcome: Outcome,
-        start: Duration,
     ) -> Outcome {
-        let (id, name) = (request.id(), request_name(&request));
-        let now = self.platform.now();
-        let ret = outcome.kernel_ret();
-        let linger = self.config.linger_for(ret);
-        let mut wakes = Wakes::new();
-        let (waiting, in_use) = self.lock(|i| {
+        let now = if self.config.dedup {
+            self.platform.now()
+        } else {
+            core::time::Duration::ZERO
+        };
+        let mut dup_wakes = DupWakes::<SLOTS>::new();
+        let mut slot_wakes = Wakes::new();
+        self.lock(|i| {
             if let Some(running) = running {
-                i.shared.helper_exited(&mut wakes);
-                if self.config.loop_detection {
-                    i.ancestry.leave(running.id());
-                }
-                running.disarm();
+                running.exit_in(&mut i.shared);
             }
-            if self.config.dedup {
-                i.dups.announce(
-                    announcer.name(),
-                    announcer.first(),
-                    ret,
-                    now,
-                    linger,
-                    &mut wakes,
-                );
-            }
-            announcer.disarm();
-            slot.release_in(&mut i.slots, &mut wakes);
-            let use_now = i.slots.waiting_and_held();
-            request.finish_in(i, outcome, |_| {});
-            use_now
+            announcer.announce_in(&mut i.dups, outcome.kernel_ret(), now, &mut dup_wakes);
+            slot.release_in(&mut i.slots, &mut slot_wakes);
+            request.finish_in(&mut i.shared.stats, outcome, |_| {});
         });
-        wakes.wake();
-        self.emit(Event::SlotReleased {
-            id,
-            in_use,
-            waiting,
-        });
-        self.emit(Event::Finished {
-            id,
-            name,
-            outcome,
-            latency: now.saturating_sub(start),
-            duplicate: false,
-        });
+        dups::wake_all(&mut dup_wakes);
+        slot_wakes.wake();
         outcome
     }
 
-    /// Every event goes out here: its log line (the busy-timeout warning
-    /// rate-limited), then the platform's hook.
-    fn emit(&self, event: Event<'_>) {
-        // Without a logging backend there are no lines to limit.
-        #[cfg(any(feature = "defmt", feature = "log"))]
-        let log = match event {
-            Event::BusyTimeout { .. } => {
-                let now = self.platform.now();
-                self.shared(|s| s.busy_log.allow(now))
+    fn busy_timeout(&self, name: &ModuleName, start: core::time::Duration) {
+        let now = self.platform.now();
+        let max = self.config.max_concurrent;
+        if self.shared(|s| s.busy_log.allow(now)) {
+            let timeout = self.config.busy_timeout;
+            if timeout.subsec_nanos() == 0 {
+                warn!(
+                    "request_module: modprobe {} cannot be processed, kmod busy with {} threads for more than {} seconds now",
+                    name.as_str(),
+                    max,
+                    timeout.as_secs()
+                );
+            } else {
+                warn!(
+                    "request_module: modprobe {} cannot be processed, kmod busy with {} threads for more than {} ms now",
+                    name.as_str(),
+                    max,
+                    timeout.as_millis() as u64
+                );
             }
-            _ => true,
-        };
-        #[cfg(not(any(feature = "defmt", feature = "log")))]
-        let log = true;
-        if log {
-            crate::trace::log(&event, self.config.dups_trace);
         }
-        self.platform.trace(&event);
+        self.platform.trace(&Event::BusyTimeout {
+            name: name.as_str(),
+            max_concurrent: max,
+            waited: now.saturating_sub(start),
+        });
     }
 
-    fn lock<R>(
-        &self,
-        f: impl FnOnce(&mut Inner<SLOTS, SLOT_QUEUE, DUP_ENTRIES, NAME_LEN>) -> R,
-    ) -> R {
+    fn report_duplicate(&self, name: &ModuleName, wait: bool, caller: &'static Location<'static>) {
+        if self.config.dups_trace {
+            error!(
+                "module-autoload: duplicate request for module {} (requested at {}:{})",
+                name.as_str(),
+                caller.file(),
+                caller.line()
+            );
+        } else {
+            warn!(
+                "module-autoload: duplicate request for module {}",
+                name.as_str()
+            );
+        }
+        self.platform.trace(&Event::Duplicate {
+            name: name.as_str(),
+            wait,
+            caller,
+        });
+    }
+
+    fn warn_async_once(&self, name: &str, caller: &'static Location<'static>) {
+        let first = self.shared(|s| !core::mem::replace(&mut s.warned_async, true));
+        if first {
+            warn!(
+                "request_module({}): waiting for a module load from an async context may deadlock (requested at {}:{})",
+                name,
+                caller.file(),
+                caller.line()
+            );
+            self.platform.trace(&Event::AsyncWait { name, caller });
+        }
+    }
+
+    fn lock<R>(&self, f: impl FnOnce(&mut Inner<SLOTS, WAITERS, DUPS>) -> R) -> R {
         self.state.lock(|s| f(&mut s.borrow_mut()))
     }
 
@@ -779,20 +580,23 @@ where
     /// finishes counts as that failure too (helpers are enabled again).
     pub async fn disable_helpers(&self) -> Result<(), Errno> {
         self.shared(|s| s.helpers_disabled = true);
-        self.emit(Event::HelpersDisabled);
         let deadline = self.platform.now().saturating_add(RUNNING_HELPERS_TIMEOUT);
         let mut undo = ReenableOnDrop(Some(self));
-        let mut waiter = DrainWaiter {
-            state: &self.state,
-            link: Link::default(),
-        };
-        let drained = poll_fn(|cx| waiter.poll(cx));
+        let drained = poll_fn(|cx| {
+            self.shared(|s| {
+                if s.running_helpers == 0 {
+                    Poll::Ready(())
+                } else {
+                    s.drain.register(cx.waker());
+                    Poll::Pending
+                }
+            })
+        });
         let sleep = pin!(self.platform.sleep_until(deadline));
         let drained = match select(drained, sleep).await {
             Either::First(()) => true,
             Either::Second(()) => self.shared(|s| s.running_helpers == 0),
         };
-        drop(waiter);
         if drained {
             undo.0 = None;
             Ok(())
@@ -803,10 +607,7 @@ where
 
     /// `usermodehelper_enable()`: helpers may run again.
     pub fn enable_helpers(&self) {
-        let was = self.shared(|s| core::mem::replace(&mut s.helpers_disabled, false));
-        if was {
-            self.emit(Event::HelpersEnabled);
-        }
+        self.shared(|s| s.helpers_disabled = false);
     }
 
     /// Whether helpers are disabled.
@@ -820,7 +621,11 @@ where
         let (slots, (dup_entries, dup_pending, dup_waiters), mut stats) = self.lock(|i| {
             let mut st = i.shared.stats;
             st.running_helpers = i.shared.running_helpers;
-            (i.slots.usage(), i.dups.usage(now), st)
+            (
+                i.slots.usage(),
+                i.dups.usage(now, self.config.dedup_linger),
+                st,
+            )
         });
         stats.in_flight = stats.requests - stats.completed - stats.cancelled;
         stats.slots_in_use = slots.held;
@@ -848,143 +653,187 @@ where
     }
 }
 
-/// The name a request's guard carries.
-fn request_name<'a, K: Engine>(request: &InFlight<'a, K>) -> &'a str {
-    request.name()
-}
-
-/// What step 7 decided.
-enum Step7 {
-    /// A duplicate: answered from the table.
-    Duplicate(Answer),
-    /// It runs the helper (as the first request of its entry, or untracked).
-    Runs(Option<First>),
-}
-
-/// How a duplicate is answered.
-enum Answer {
-    /// At once, with this kernel integer.
-    Now(i32),
-    /// With the first request's result, once announced.
-    Wait(dups::Waiting),
-}
-
-/// One `disable_helpers` caller waiting for the running helpers to end.
-struct DrainWaiter<'a, M: RawMutex, const A: usize, const B: usize, const C: usize, const N: usize>
-{
-    state: &'a Mutex<M, RefCell<Inner<A, B, C, N>>>,
-    link: Link,
-}
-
-impl<M: RawMutex, const A: usize, const B: usize, const C: usize, const N: usize>
-    DrainWaiter<'_, M, A, B, C, N>
-{
-    fn poll(&mut self, cx: &mut core::task::Context<'_>) -> Poll<()> {
-        let mut wakes = Wakes::new();
-        let link = &mut self.link;
-        let done = self.state.lock(|i| {
-            let s = &mut i.borrow_mut().shared;
-            link.on_poll(&s.drain, &mut wakes);
-            if s.running_helpers == 0 {
-                link.leave(&mut s.drain, &mut wakes);
-                true
-            } else {
-                link.register(&mut s.drain, cx.waker());
-                false
-            }
-        });
-        wakes.wake();
-        if done { Poll::Ready(()) } else { Poll::Pending }
-    }
-}
-
-impl<M: RawMutex, const A: usize, const B: usize, const C: usize, const N: usize> Drop
-    for DrainWaiter<'_, M, A, B, C, N>
-{
-    fn drop(&mut self) {
-        let mut wakes = Wakes::new();
-        let link = &mut self.link;
-        self.state
-            .lock(|i| link.leave(&mut i.borrow_mut().shared.drain, &mut wakes));
-        wakes.wake();
-    }
-}
-
-impl<P, S, M, const A: usize, const B: usize, const C: usize, const N: usize> Engine
-    for Kmod<P, S, M, A, B, C, N>
-where
-    P: Platform<N>,
+/// Counts a request from its start; a drop before `finish` counts it cancelled.
+struct InFlight<
+    'a,
+    P: Platform,
     S: Security,
     M: RawMutex,
+    const A: usize,
+    const B: usize,
+    const C: usize,
+> {
+    kmod: Option<&'a Kmod<P, S, M, A, B, C>>,
+}
+
+impl<'a, P: Platform, S: Security, M: RawMutex, const A: usize, const B: usize, const C: usize>
+    InFlight<'a, P, S, M, A, B, C>
 {
-    type Inner = Inner<A, B, C, N>;
-
-    fn with_inner<R>(&self, f: impl FnOnce(&mut Self::Inner) -> R) -> R {
-        self.lock(f)
+    /// Counts the request; also says whether the helper path is empty (step 2),
+    /// under the same lock.
+    fn begin(kmod: &'a Kmod<P, S, M, A, B, C>) -> (Self, bool) {
+        let path_empty = kmod.shared(|s| {
+            s.stats.requests += 1;
+            s.path.is_empty()
+        });
+        (InFlight { kmod: Some(kmod) }, path_empty)
     }
 
-    fn stats_of(inner: &mut Self::Inner) -> &mut Stats {
-        &mut inner.shared.stats
+    fn finish(mut self, outcome: Outcome, count: impl FnOnce(&mut Stats)) -> Outcome {
+        if let Some(kmod) = self.kmod.take() {
+            kmod.shared(|s| Self::count_completed(&mut s.stats, outcome, count));
+        }
+        outcome
     }
 
-    fn emit(&self, event: Event<'_>) {
-        Kmod::emit(self, event)
-    }
-
-    fn announce(&self, name: &str, first: Option<First>, ret: i32) {
-        if self.config.dedup {
-            let now = self.platform.now();
-            let linger = self.config.linger_for(ret);
-            let mut wakes = Wakes::new();
-            self.lock(|i| i.dups.announce(name, first, ret, now, linger, &mut wakes));
-            wakes.wake();
+    /// [`finish`](Self::finish) with the `Kmod`'s lock already held.
+    fn finish_in(mut self, stats: &mut Stats, outcome: Outcome, count: impl FnOnce(&mut Stats)) {
+        if self.kmod.take().is_some() {
+            Self::count_completed(stats, outcome, count);
         }
     }
 
-    fn helper_gone(&self, id: RequestId) {
-        let mut wakes = Wakes::new();
-        self.lock(|i| {
-            i.shared.helper_exited(&mut wakes);
-            if self.config.loop_detection {
-                i.ancestry.leave(id);
-            }
-        });
-        wakes.wake();
-    }
-
-    fn enable_helpers(&self) {
-        Kmod::enable_helpers(self)
+    fn count_completed(stats: &mut Stats, outcome: Outcome, count: impl FnOnce(&mut Stats)) {
+        stats.completed += 1;
+        if outcome != Ok(crate::WaitStatus::SUCCESS) {
+            stats.failures += 1;
+        }
+        count(stats);
     }
 }
 
-impl<P, S, M, const A: usize, const B: usize, const C: usize, const N: usize> SlotLock<B>
-    for Kmod<P, S, M, A, B, C, N>
-where
-    P: Platform<N>,
+impl<P: Platform, S: Security, M: RawMutex, const A: usize, const B: usize, const C: usize> Drop
+    for InFlight<'_, P, S, M, A, B, C>
+{
+    fn drop(&mut self) {
+        if let Some(kmod) = self.kmod.take() {
+            kmod.shared(|s| s.stats.cancelled += 1);
+        }
+    }
+}
+
+/// Announces a helper run's result to the duplicate table; dropped without
+/// announcing (the request was killed), it announces `-ERESTARTSYS`.
+struct Announcer<
+    'a,
+    'n,
+    P: Platform,
     S: Security,
     M: RawMutex,
+    const A: usize,
+    const B: usize,
+    const C: usize,
+> {
+    kmod: &'a Kmod<P, S, M, A, B, C>,
+    name: &'n ModuleName,
+    first: Option<crate::dups::First>,
+}
+
+impl<P: Platform, S: Security, M: RawMutex, const A: usize, const B: usize, const C: usize>
+    Announcer<'_, '_, P, S, M, A, B, C>
+{
+    /// Announces `ret` with the `Kmod`'s lock already held (the table is
+    /// `dups`); the released waiters' wakers go to `wakes`.
+    fn announce_in(
+        self,
+        dups: &mut dups::State<C, A>,
+        ret: i32,
+        now: core::time::Duration,
+        wakes: &mut DupWakes<A>,
+    ) {
+        if self.kmod.config.dedup {
+            dups.announce(self.name, self.first, ret, now, wakes);
+        }
+        core::mem::forget(self);
+    }
+}
+
+impl<P: Platform, S: Security, M: RawMutex, const A: usize, const B: usize, const C: usize> Drop
+    for Announcer<'_, '_, P, S, M, A, B, C>
+{
+    fn drop(&mut self) {
+        let kmod = self.kmod;
+        if kmod.config.dedup {
+            let now = kmod.platform.now();
+            let mut wakes = DupWakes::<A>::new();
+            let ret = -Errno::ERESTARTSYS.raw();
+            kmod.lock(|i| i.dups.announce(self.name, self.first, ret, now, &mut wakes));
+            dups::wake_all(&mut wakes);
+        }
+    }
+}
+
+/// One running helper (`running_helpers` in `umh.c`).
+struct RunningHelper<
+    'a,
+    P: Platform,
+    S: Security,
+    M: RawMutex,
+    const A: usize,
+    const B: usize,
+    const C: usize,
+> {
+    kmod: &'a Kmod<P, S, M, A, B, C>,
+}
+
+impl<'a, P: Platform, S: Security, M: RawMutex, const A: usize, const B: usize, const C: usize>
+    RunningHelper<'a, P, S, M, A, B, C>
+{
+    /// The helper ended: uncounts it with the `Kmod`'s lock already held.
+    fn exit_in(self, s: &mut Shared) {
+        s.helper_exited();
+        core::mem::forget(self);
+    }
+}
+
+impl<P: Platform, S: Security, M: RawMutex, const A: usize, const B: usize, const C: usize> Drop
+    for RunningHelper<'_, P, S, M, A, B, C>
+{
+    fn drop(&mut self) {
+        self.kmod.shared(Shared::helper_exited);
+    }
+}
+
+/// Enables helpers again when a `disable_helpers` call fails or is dropped.
+struct ReenableOnDrop<
+    'a,
+    P: Platform,
+    S: Security,
+    M: RawMutex,
+    const A: usize,
+    const B: usize,
+    const C: usize,
+>(Option<&'a Kmod<P, S, M, A, B, C>>);
+
+impl<P: Platform, S: Security, M: RawMutex, const A: usize, const B: usize, const C: usize> Drop
+    for ReenableOnDrop<'_, P, S, M, A, B, C>
+{
+    fn drop(&mut self) {
+        if let Some(kmod) = self.0.take() {
+            kmod.enable_helpers();
+        }
+    }
+}
+
+impl<P: Platform, S: Security, M: RawMutex, const A: usize, const B: usize, const C: usize>
+    SlotLock<B> for Kmod<P, S, M, A, B, C>
 {
     fn with_slots<R>(&self, f: impl FnOnce(&mut slots::State<B>) -> R) -> R {
         self.lock(|i| f(&mut i.slots))
     }
 }
 
-impl<P, S, M, const A: usize, const B: usize, const C: usize, const N: usize> DupLock<C, N>
-    for Kmod<P, S, M, A, B, C, N>
-where
-    P: Platform<N>,
-    S: Security,
-    M: RawMutex,
+impl<P: Platform, S: Security, M: RawMutex, const A: usize, const B: usize, const C: usize>
+    DupLock<C, A> for Kmod<P, S, M, A, B, C>
 {
-    fn with_dups<R>(&self, f: impl FnOnce(&mut dups::State<C, N>) -> R) -> R {
+    fn with_dups<R>(&self, f: impl FnOnce(&mut dups::State<C, A>) -> R) -> R {
         self.lock(|i| f(&mut i.dups))
     }
 }
 
-impl<P, S, M, const A: usize, const B: usize, const C: usize, const N: usize> fmt::Debug
-    for Kmod<P, S, M, A, B, C, N>
+impl<P, S, M, const A: usize, const B: usize, const C: usize> fmt::Debug for Kmod<P, S, M, A, B, C>
 where
-    P: Platform<N>,
+    P: Platform,
     S: Security,
     M: RawMutex,
 {
@@ -999,10 +848,10 @@ where
 }
 
 #[cfg(feature = "defmt")]
-impl<P, S, M, const A: usize, const B: usize, const C: usize, const N: usize> defmt::Format
-    for Kmod<P, S, M, A, B, C, N>
+impl<P, S, M, const A: usize, const B: usize, const C: usize> defmt::Format
+    for Kmod<P, S, M, A, B, C>
 where
-    P: Platform<N>,
+    P: Platform,
     S: Security,
     M: RawMutex,
 {

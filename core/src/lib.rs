@@ -82,7 +82,7 @@
 //!             // request_module: the helper's exit status.
 //!             UmhWait::Proc => Ok(status),
 //!             // request_module_nowait: the exec worked.
-//!             UmhWait::Exec => Ok(WaitStatus::SUCCESS),
+//!             UmhWait::Exec | UmhWait::NoWait => Ok(WaitStatus::SUCCESS),
 //!         }
 //!     }
 //! }
@@ -199,17 +199,10 @@
 #[macro_use]
 mod fmt;
 
-mod ancestry;
-mod chain;
 mod command;
 mod config;
-#[cfg(feature = "conformance")]
-#[cfg_attr(docsrs, doc(cfg(feature = "conformance")))]
-pub mod conformance;
 mod dups;
 mod errno;
-mod guards;
-mod id;
 mod kill;
 mod kmod;
 mod name;
@@ -217,11 +210,8 @@ mod path;
 mod platform;
 mod security;
 mod slots;
-mod stats;
 mod status;
-pub mod timeline;
 mod trace;
-mod wakes;
 
 #[cfg(feature = "sim")]
 #[cfg_attr(docsrs, doc(cfg(feature = "sim")))]
@@ -232,16 +222,14 @@ pub use config::{
     Config, DEDUP_LINGER, MAX_KMOD_ALL_BUSY_TIMEOUT, MAX_KMOD_CONCURRENT, RUNNING_HELPERS_TIMEOUT,
 };
 pub use errno::Errno;
-pub use id::RequestId;
 pub use kill::KillSignal;
-pub use kmod::Kmod;
+pub use kmod::{Kmod, Stats};
 pub use name::{MODULE_NAME_LEN, ModuleName};
 pub use path::{DEFAULT_MODPROBE_PATH, KMOD_PATH_LEN, ModprobePath};
 pub use platform::Platform;
 pub use security::{AllowAll, Security};
-pub use stats::Stats;
 pub use status::{KernelRet, Outcome, WaitStatus, from_kernel_ret, kernel_ret};
-pub use trace::{Check, Event};
+pub use trace::Event;
 
 /// The raw mutexes a [`Kmod`] can be built with (its `M` parameter), from
 /// `embassy-sync`, so a port can name them without depending on it.

@@ -9,41 +9,30 @@ use crate::Errno;
 /// 32-bit ones, so the longest name is `MODULE_NAME_LEN - 1` bytes.
 pub const MODULE_NAME_LEN: usize = 64 - core::mem::size_of::<usize>();
 
-/// A formatted module name of at most `LEN - 1` bytes: `LEN` is the size of
-/// the kernel's name buffer including its NUL, [`MODULE_NAME_LEN`] (56 on
-/// 64-bit targets) by default. A larger bound (at most 65,535) lets a host
-/// autoloader request whole modaliases, which can be hundreds of bytes.
+/// A formatted module name of at most `MODULE_NAME_LEN - 1` bytes.
 ///
 /// Built by [`ModuleName::format`] the way the kernel builds its name with
 /// `vsnprintf`: the whole formatted length decides (a name that would need
-/// `LEN` bytes or more is refused with `ENAMETOOLONG`), and, as in
+/// `MODULE_NAME_LEN` bytes or more is refused with `ENAMETOOLONG`), and, as in
 /// a C string, the name ends at the first NUL byte if the formatted text holds one.
 /// The empty name is legal.
 #[derive(Clone, PartialEq, Eq, Hash, Default)]
-pub struct ModuleName<const LEN: usize = MODULE_NAME_LEN> {
-    // Room for `LEN` bytes; at most `LEN - 1` are ever kept.
-    text: heapless::String<LEN, u16>,
+pub struct ModuleName {
+    text: heapless::String<{ MODULE_NAME_LEN - 1 }, u8>,
 }
 
-impl<const LEN: usize> ModuleName<LEN> {
-    const LEN_FITS: () = assert!(
-        LEN >= 1 && LEN <= u16::MAX as usize,
-        "a module-name buffer holds 1 to 65535 bytes"
-    );
-
+impl ModuleName {
     /// The empty name.
     pub const fn empty() -> Self {
-        let () = Self::LEN_FITS;
         ModuleName {
             text: heapless::String::new(),
         }
     }
 
-    /// Formats `args`; `Err(ENAMETOOLONG)` if the full text is `LEN`
+    /// Formats `args`; `Err(ENAMETOOLONG)` if the full text is `MODULE_NAME_LEN`
     /// bytes or longer. Never fails otherwise (a `Display` impl that returns an
-    /// error also gives `ENAMETOOLONG`'s sibling `EINVAL`). With the kernel's
-    /// bound, [`ModuleName::format`].
-    pub fn format_bounded(args: fmt::Arguments<'_>) -> Result<Self, Errno> {
+    /// error also gives `ENAMETOOLONG`'s sibling `EINVAL`).
+    pub fn format(args: fmt::Arguments<'_>) -> Result<Self, Errno> {
         let mut writer = Writer {
             name: ModuleName::empty(),
             total: 0,
@@ -51,11 +40,12 @@ impl<const LEN: usize> ModuleName<LEN> {
         if writer.write_fmt(args).is_err() {
             return Err(Errno::EINVAL);
         }
-        if writer.total >= LEN {
+        if writer.total >= MODULE_NAME_LEN {
             return Err(Errno::ENAMETOOLONG);
         }
-        // Every byte fitted (`total < LEN`); as in a C string, the name ends
-        // at the first NUL.
+        // Every byte fitted (`total < MODULE_NAME_LEN`); as in a C string,
+        // the name ends at the first NUL. One scan of the whole name here is
+        // cheaper than one `find` per formatted piece.
         let mut name = writer.name;
         if let Some(nul) = name.as_bytes().iter().position(|&b| b == 0) {
             name.text.truncate(nul);
@@ -63,9 +53,9 @@ impl<const LEN: usize> ModuleName<LEN> {
         Ok(name)
     }
 
-    /// Copies `name` (the same rules as [`format_bounded`](Self::format_bounded)).
-    pub fn new_bounded(name: &str) -> Result<Self, Errno> {
-        Self::format_bounded(format_args!("{name}"))
+    /// Copies `name` (the same rules as [`ModuleName::format`]).
+    pub fn new(name: &str) -> Result<Self, Errno> {
+        Self::format(format_args!("{name}"))
     }
 
     /// The name.
@@ -89,52 +79,39 @@ impl<const LEN: usize> ModuleName<LEN> {
     }
 }
 
-impl ModuleName {
-    /// Formats `args` into a name of at most `MODULE_NAME_LEN - 1` bytes;
-    /// `Err(ENAMETOOLONG)` if the full text is longer (see the type's docs).
-    pub fn format(args: fmt::Arguments<'_>) -> Result<Self, Errno> {
-        Self::format_bounded(args)
-    }
-
-    /// Copies `name` (the same rules as [`ModuleName::format`]).
-    pub fn new(name: &str) -> Result<Self, Errno> {
-        Self::format_bounded(format_args!("{name}"))
-    }
-}
-
 /// Counts every byte like `vsnprintf` does and keeps them while they fit
 /// (the caller cuts the name at its first NUL).
-struct Writer<const LEN: usize> {
-    name: ModuleName<LEN>,
+struct Writer {
+    name: ModuleName,
     total: usize,
 }
 
-impl<const LEN: usize> fmt::Write for Writer<LEN> {
+impl fmt::Write for Writer {
     fn write_str(&mut self, s: &str) -> fmt::Result {
         self.total = self.total.saturating_add(s.len());
-        if self.total >= LEN {
+        if self.total >= MODULE_NAME_LEN {
             // Too long: the result is ENAMETOOLONG whatever comes next.
             return Ok(());
         }
-        // Cannot fail: total < LEN bounds what was kept so far.
+        // Cannot fail: total < MODULE_NAME_LEN bounds what was kept so far.
         self.name.text.push_str(s).map_err(|_| fmt::Error)
     }
 }
 
-impl<const LEN: usize> fmt::Debug for ModuleName<LEN> {
+impl fmt::Debug for ModuleName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         fmt::Debug::fmt(self.as_str(), f)
     }
 }
 
-impl<const LEN: usize> fmt::Display for ModuleName<LEN> {
+impl fmt::Display for ModuleName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
     }
 }
 
 #[cfg(feature = "defmt")]
-impl<const LEN: usize> defmt::Format for ModuleName<LEN> {
+impl defmt::Format for ModuleName {
     fn format(&self, f: defmt::Formatter<'_>) {
         defmt::write!(f, "{=str}", self.as_str())
     }
@@ -194,30 +171,6 @@ mod tests {
         // 27 two-byte characters = 54 bytes: fits. 28 = 56 bytes: too long.
         assert_eq!(ModuleName::new(&"é".repeat(27)).unwrap().len(), 54);
         assert_eq!(ModuleName::new(&"é".repeat(28)), Err(Errno::ENAMETOOLONG));
-    }
-
-    #[test]
-    fn the_bound_is_a_parameter() {
-        // A host autoloader's bound: a 300-byte modalias fits a 512-byte buffer.
-        let alias = "x".repeat(300);
-        assert_eq!(
-            ModuleName::<512>::new_bounded(&alias).unwrap().as_str(),
-            alias
-        );
-        assert_eq!(
-            ModuleName::<512>::new_bounded(&"y".repeat(511)).map(|n| n.len()),
-            Ok(511)
-        );
-        assert_eq!(
-            ModuleName::<512>::new_bounded(&"y".repeat(512)),
-            Err(Errno::ENAMETOOLONG)
-        );
-        // And a tiny one: 3 bytes with the NUL.
-        assert_eq!(ModuleName::<3>::new_bounded("ab").unwrap().as_str(), "ab");
-        assert_eq!(
-            ModuleName::<3>::new_bounded("abc"),
-            Err(Errno::ENAMETOOLONG)
-        );
     }
 
     #[test]

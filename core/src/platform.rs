@@ -3,15 +3,10 @@
 use core::future::Future;
 use core::time::Duration;
 
-use crate::{Errno, Event, HelperCommand, MODULE_NAME_LEN, RequestId, UmhWait, WaitStatus};
+use crate::{Errno, Event, HelperCommand, UmhWait, WaitStatus};
 
 /// What a kernel supplies to the autoloader: a monotonic clock, timed sleeps,
-/// and helper spawning; optionally the context of the caller, a way to kill a
-/// helper, and a sink for events.
-///
-/// `NAME` is the module-name bound of the [`Kmod`](crate::Kmod)s this
-/// platform serves ([`MODULE_NAME_LEN`] unless a `Kmod` asks for another);
-/// `impl Platform for MyKernel` implements the default.
+/// and helper spawning, nothing else.
 ///
 /// # Obligations of a port
 ///
@@ -20,14 +15,13 @@ use crate::{Errno, Event, HelperCommand, MODULE_NAME_LEN, RequestId, UmhWait, Wa
 ///   before. Many sleepers may wait at once (one per request waiting for a slot).
 ///   Dropping the future MUST cancel the sleep without side effects.
 /// - `run_helper(cmd, wait)` MUST run the program `cmd.path()` with exactly
-///   `cmd.argv()` and `cmd.envp()` (SPEC §4, §8), and resolve as `wait` says:
+///   `cmd.argv()` and `cmd.envp()` (SPEC §4), and resolve as `wait` says:
+///   [`UmhWait::NoWait`] at once with `Ok(WaitStatus::SUCCESS)`;
 ///   [`UmhWait::Exec`] once the program has been executed, with
 ///   `Ok(WaitStatus::SUCCESS)` or `Err(errno)` of the failed exec
-///   (`ENOENT` for a missing program, `EACCES`, `ENOEXEC`, `ENOMEM`);
+///   (`ENOENT` for a missing program, `EACCES`, `ENOEXEC`);
 ///   [`UmhWait::Proc`] once it has exited, with its raw wait status (exit code
-///   in bits 8..15, so exit 1 is 256; a signal's number for a process it
-///   killed), or `Err(errno)` if it could not start. These are the only two
-///   modes the core asks for.
+///   in bits 8..15, so exit 1 is 256), or `Err(errno)` if it could not start.
 /// - Dropping a `run_helper` future (the caller was killed: `UMH_KILLABLE`) MUST
 ///   NOT stop the helper: it runs to its end, and the platform reaps it and frees
 ///   what it used. No helper may be left a zombie or leak a task, thread or
@@ -35,23 +29,6 @@ use crate::{Errno, Event, HelperCommand, MODULE_NAME_LEN, RequestId, UmhWait, Wa
 /// - Errors the platform cannot map to one of SPEC §6 are passed as their own
 ///   errno; resource exhaustion while starting a helper is `ENOMEM` (or
 ///   `EAGAIN`, as `fork` says).
-/// - `trace(event)` MUST NOT call back into the `Kmod` (it runs with no lock
-///   held, but in the middle of a request's step).
-///
-/// For the policies of SPEC §9 (all optional; a port that leaves the defaults
-/// gets Linux's behaviour for them):
-///
-/// - `parent_request()` (loop detection) MUST return the [`RequestId`] of the
-///   request on whose behalf the caller runs: the id in the
-///   [`HelperCommand::request`] of the helper process that makes this request,
-///   or of the helper whose action (a module load, and that module's init)
-///   makes it; `None` for anything else. It is called synchronously when a
-///   request is made, in the caller's context.
-/// - `kill_helper(request)` (the helper watchdog) MUST send SIGKILL to the
-///   helper started for `request` if it still runs, return `true`, and then
-///   resolve that helper's `run_helper` future with its wait status (9, once
-///   it is reaped). It MUST return `false` if the platform cannot kill helpers;
-///   the request then goes on waiting, as in Linux, and a warning says so.
 ///
 /// The core calls these from whatever task or thread makes the request. The
 /// futures need not be `Send`; a request future is `Send` when they are.
@@ -99,7 +76,7 @@ use crate::{Errno, Event, HelperCommand, MODULE_NAME_LEN, RequestId, UmhWait, Wa
 ///             _ => return Err(Errno::ENOENT),
 ///         };
 ///         match wait {
-///             UmhWait::Exec => {
+///             UmhWait::NoWait | UmhWait::Exec => {
 ///                 kernel::spawn_detached(main, cmd.argv());
 ///                 Ok(WaitStatus::SUCCESS)
 ///             }
@@ -119,7 +96,7 @@ use crate::{Errno, Event, HelperCommand, MODULE_NAME_LEN, RequestId, UmhWait, Wa
 /// The workspace ships complete ports: `reqmod-linux` (real processes),
 /// `reqmod-qemu` (a riscv64 kernel), the virtual-time `sim`
 /// platform, and `examples/minimal_port.rs`.
-pub trait Platform<const NAME: usize = MODULE_NAME_LEN> {
+pub trait Platform {
     /// Monotonic time since an arbitrary epoch.
     fn now(&self) -> Duration;
 
@@ -130,7 +107,7 @@ pub trait Platform<const NAME: usize = MODULE_NAME_LEN> {
     /// cannot free it while the helper starts.
     fn run_helper(
         &self,
-        cmd: HelperCommand<NAME>,
+        cmd: HelperCommand,
         wait: UmhWait,
     ) -> impl Future<Output = Result<WaitStatus, Errno>>;
 
@@ -141,57 +118,8 @@ pub trait Platform<const NAME: usize = MODULE_NAME_LEN> {
         false
     }
 
-    /// The request on whose behalf the caller runs (see the obligations).
-    /// Default: `None` (loop detection then sees no ancestors).
-    fn parent_request(&self) -> Option<RequestId> {
-        None
-    }
-
-    /// Kills the helper of `request` with SIGKILL (see the obligations).
-    /// Default: `false`, the platform cannot.
-    fn kill_helper(&self, request: RequestId) -> bool {
-        let _ = request;
-        false
-    }
-
-    /// Receives every [`Event`], in the order they happen. Default: ignore.
+    /// Receives every [`Event`] (trace events and warnings). Default: ignore.
     fn trace(&self, event: &Event<'_>) {
         let _ = event;
-    }
-}
-
-/// A platform behind a shared reference is a platform (for a platform that
-/// lives in a `static`, or one shared by several `Kmod`s).
-impl<const NAME: usize, P: Platform<NAME> + ?Sized> Platform<NAME> for &P {
-    fn now(&self) -> Duration {
-        (**self).now()
-    }
-
-    fn sleep_until(&self, deadline: Duration) -> impl Future<Output = ()> {
-        (**self).sleep_until(deadline)
-    }
-
-    fn run_helper(
-        &self,
-        cmd: HelperCommand<NAME>,
-        wait: UmhWait,
-    ) -> impl Future<Output = Result<WaitStatus, Errno>> {
-        (**self).run_helper(cmd, wait)
-    }
-
-    fn current_is_async(&self) -> bool {
-        (**self).current_is_async()
-    }
-
-    fn parent_request(&self) -> Option<RequestId> {
-        (**self).parent_request()
-    }
-
-    fn kill_helper(&self, request: RequestId) -> bool {
-        (**self).kill_helper(request)
-    }
-
-    fn trace(&self, event: &Event<'_>) {
-        (**self).trace(event)
     }
 }

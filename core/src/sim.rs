@@ -2,11 +2,8 @@
 //!
 //! - [`SimPlatform`]: a [`Platform`] whose clock is virtual and whose helper is
 //!   scripted: each run takes a given virtual time and returns a given status or
-//!   errno, or fails to start, or runs a *body* (a future that may make
-//!   requests of its own, on behalf of the helper's request, as a module init
-//!   does); every [`HelperCommand`] is recorded with its wait mode and times,
-//!   and every [`Event`] too. Helpers can be killed (the watchdog's
-//!   [`Platform::kill_helper`]).
+//!   errno, or fails to start; every [`HelperCommand`] is recorded with its wait
+//!   mode and times, and every [`Event`] too.
 //! - [`Executor`]: a deterministic single-threaded executor. Time moves only when
 //!   every task is blocked: the clock then jumps to the next deadline. A 5 s
 //!   timeout costs microseconds of real time.
@@ -45,10 +42,7 @@ use std::sync::{Arc, Mutex};
 use std::task::Wake;
 use std::vec::Vec;
 
-use crate::timeline::ChromeTrace;
-use crate::{
-    Errno, Event, HelperCommand, MODULE_NAME_LEN, Platform, RequestId, UmhWait, WaitStatus,
-};
+use crate::{Errno, Event, HelperCommand, Platform, UmhWait, WaitStatus};
 
 /// What one scripted helper run does.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -96,11 +90,6 @@ impl Behavior {
         self
     }
 
-    /// Never exits by itself (until killed).
-    pub const fn hangs(self) -> Self {
-        self.lasting(Duration::MAX)
-    }
-
     /// Takes `exec_time` to be executed.
     pub const fn exec_taking(mut self, exec_time: Duration) -> Self {
         self.exec_time = exec_time;
@@ -110,17 +99,15 @@ impl Behavior {
 
 /// One helper run the platform received.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct HelperRun<const NAME: usize = MODULE_NAME_LEN> {
+pub struct HelperRun {
     /// The command, as the core built it.
-    pub command: HelperCommand<NAME>,
+    pub command: HelperCommand,
     /// The wait mode.
     pub wait: UmhWait,
     /// Virtual time of the call.
     pub started: Duration,
-    /// Virtual time the helper exits (or failed to start, or was killed).
+    /// Virtual time the helper exits (or failed to start).
     pub ends: Duration,
-    /// Whether the watchdog killed it.
-    pub killed: bool,
     /// What it did.
     pub behavior: Behavior,
     /// The [`Executor`] task that started it ([`JoinHandle::id`]), if any.
@@ -132,76 +119,29 @@ pub struct HelperRun<const NAME: usize = MODULE_NAME_LEN> {
 pub struct RecordedEvent {
     /// Virtual time of the event.
     pub at: Duration,
-    /// The event's kind in snake case: `"request"`, `"module_request"`,
-    /// `"duplicate"`, `"busy_timeout"`, `"slot_granted"`, … (see [`kind_of`]).
+    /// `"module_request"`, `"async_wait"`, `"busy_timeout"` or `"duplicate"`.
     pub kind: &'static str,
-    /// The request, if the event belongs to one.
-    pub id: Option<RequestId>,
-    /// The module name (empty where the event has none).
+    /// The module name.
     pub name: String,
     /// The request's `wait` flag (`false` where the event has none).
     pub wait: bool,
-    /// The event's other fields, as `Debug` prints them.
-    pub detail: String,
 }
 
-/// The snake-case name of an event's kind.
-pub fn kind_of(event: &Event<'_>) -> &'static str {
-    match event {
-        Event::Request { .. } => "request",
-        Event::Refused { .. } => "refused",
-        Event::AsyncWait { .. } => "async_wait",
-        Event::LoopRefused { .. } => "loop_refused",
-        Event::SlotWait { .. } => "slot_wait",
-        Event::SlotGranted { .. } => "slot_granted",
-        Event::BusyTimeout { .. } => "busy_timeout",
-        Event::SlotReleased { .. } => "slot_released",
-        Event::ModuleRequest { .. } => "module_request",
-        Event::Duplicate { .. } => "duplicate",
-        Event::HelperStarted { .. } => "helper_started",
-        Event::HelperKilled { .. } => "helper_killed",
-        Event::HelperExited { .. } => "helper_exited",
-        Event::Finished { .. } => "finished",
-        Event::Cancelled { .. } => "cancelled",
-        Event::HelpersDisabled => "helpers_disabled",
-        Event::HelpersEnabled => "helpers_enabled",
-    }
-}
-
-/// A helper body: what a helper run does instead of its scripted time and
-/// status, as a future (it may make requests: they name the helper's
-/// request as their parent). Its output is the helper's wait status.
-pub type Body = Pin<Box<dyn Future<Output = WaitStatus>>>;
-
-type Script<const NAME: usize> = Box<dyn Fn(&HelperCommand<NAME>) -> Behavior>;
-type Bodies<const NAME: usize> = Box<dyn Fn(&HelperCommand<NAME>) -> Option<Body>>;
-/// A sink for every event, with its virtual time.
-type Observer = Box<dyn FnMut(Duration, &Event<'_>)>;
+type Script = Box<dyn Fn(&HelperCommand) -> Behavior>;
 
 std::thread_local! {
     /// The task the executor is polling on this thread.
     static CURRENT_TASK: Cell<Option<usize>> = const { Cell::new(None) };
 }
 
-/// The virtual-time platform. See the [module docs](self). `NAME` is the
-/// module-name bound of the `Kmod` it serves.
-pub struct SimPlatform<const NAME: usize = MODULE_NAME_LEN> {
+/// The virtual-time platform. See the [module docs](self).
+pub struct SimPlatform {
     now: Cell<Duration>,
     timers: RefCell<BTreeMap<(Duration, u64), Waker>>,
     next_timer: Cell<u64>,
-    script: RefCell<Script<NAME>>,
-    bodies: RefCell<Option<Bodies<NAME>>>,
-    runs: RefCell<Vec<HelperRun<NAME>>>,
+    script: RefCell<Script>,
+    runs: RefCell<Vec<HelperRun>>,
     events: RefCell<Vec<RecordedEvent>>,
-    observer: RefCell<Option<Observer>>,
-    timeline: RefCell<Option<ChromeTrace<String>>>,
-    /// Requests whose helper the watchdog killed.
-    killed: RefCell<Vec<RequestId>>,
-    /// The waker of each helper's life after its exec, by request.
-    lives: RefCell<BTreeMap<RequestId, Waker>>,
-    can_kill: Cell<bool>,
-    /// The request whose helper body is being polled (parent of its requests).
-    parent: Cell<Option<RequestId>>,
     is_async: Cell<bool>,
     recording: Cell<bool>,
 }
@@ -212,7 +152,7 @@ impl Default for SimPlatform {
     }
 }
 
-impl<const NAME: usize> fmt::Debug for SimPlatform<NAME> {
+impl fmt::Debug for SimPlatform {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SimPlatform")
             .field("now", &self.now.get())
@@ -224,86 +164,24 @@ impl<const NAME: usize> fmt::Debug for SimPlatform<NAME> {
 
 impl SimPlatform {
     /// Time 0; the program `/sbin/modprobe` exits 0 at once and every other
-    /// path fails like a missing file (`ENOENT`). For a `Kmod` with the
-    /// kernel's name bound; [`with_name_bound`](SimPlatform::with_name_bound)
-    /// for another.
+    /// path fails like a missing file (`ENOENT`).
     pub fn new() -> Self {
-        Self::with_name_bound()
-    }
-}
-
-impl<const NAME: usize> SimPlatform<NAME> {
-    /// [`new`](SimPlatform::new) for a `Kmod` whose name bound is `NAME`.
-    pub fn with_name_bound() -> Self {
         SimPlatform {
             now: Cell::new(Duration::ZERO),
             timers: RefCell::new(BTreeMap::new()),
             next_timer: Cell::new(0),
-            script: RefCell::new(Box::new(|cmd: &HelperCommand<NAME>| {
+            script: RefCell::new(Box::new(|cmd: &HelperCommand| {
                 if cmd.path() == b"/sbin/modprobe" {
                     Behavior::exits(0)
                 } else {
                     Behavior::fails_to_start(Errno::ENOENT)
                 }
             })),
-            bodies: RefCell::new(None),
             runs: RefCell::new(Vec::new()),
             events: RefCell::new(Vec::new()),
-            observer: RefCell::new(None),
-            timeline: RefCell::new(None),
-            killed: RefCell::new(Vec::new()),
-            lives: RefCell::new(BTreeMap::new()),
-            can_kill: Cell::new(true),
-            parent: Cell::new(None),
             is_async: Cell::new(false),
             recording: Cell::new(true),
         }
-    }
-
-    /// Gives helper runs for which `bodies` returns `Some` that body instead
-    /// of their scripted run time and status (their exec time and exec
-    /// errors still come from the script). Requests made while a body runs
-    /// name the helper's request as their parent.
-    pub fn set_bodies(&self, bodies: impl Fn(&HelperCommand<NAME>) -> Option<Body> + 'static) {
-        *self.bodies.borrow_mut() = Some(Box::new(bodies));
-    }
-
-    /// Calls `observer` with every event and its virtual time, as it happens.
-    pub fn observe(&self, observer: impl FnMut(Duration, &Event<'_>) + 'static) {
-        *self.observer.borrow_mut() = Some(Box::new(observer));
-    }
-
-    /// Records a timeline of every following event ([`ChromeTrace`]): read it
-    /// with [`chrome_trace`](Self::chrome_trace) or write it to a file with
-    /// [`write_chrome_trace`](Self::write_chrome_trace).
-    pub fn record_chrome_trace(&self) {
-        *self.timeline.borrow_mut() = Some(ChromeTrace::new(String::new()));
-    }
-
-    /// The timeline recorded so far, as a complete JSON document (empty
-    /// without [`record_chrome_trace`](Self::record_chrome_trace)).
-    pub fn chrome_trace(&self) -> String {
-        let so_far = self
-            .timeline
-            .borrow()
-            .as_ref()
-            .map(|t| t.get_ref().clone())
-            .unwrap_or_default();
-        if so_far.is_empty() {
-            "[]\n".into()
-        } else {
-            so_far + "\n]\n"
-        }
-    }
-
-    /// Writes the timeline to `path` (open it in `ui.perfetto.dev`).
-    pub fn write_chrome_trace(&self, path: impl AsRef<std::path::Path>) -> std::io::Result<()> {
-        std::fs::write(path, self.chrome_trace())
-    }
-
-    /// Whether [`Platform::kill_helper`] can kill (on by default).
-    pub fn set_can_kill(&self, on: bool) {
-        self.can_kill.set(on);
     }
 
     /// The virtual time (also [`Platform::now`]).
@@ -312,7 +190,7 @@ impl<const NAME: usize> SimPlatform<NAME> {
     }
 
     /// Decides what every following helper run does.
-    pub fn set_script(&self, script: impl Fn(&HelperCommand<NAME>) -> Behavior + 'static) {
+    pub fn set_script(&self, script: impl Fn(&HelperCommand) -> Behavior + 'static) {
         *self.script.borrow_mut() = Box::new(script);
     }
 
@@ -328,7 +206,7 @@ impl<const NAME: usize> SimPlatform<NAME> {
     }
 
     /// Every helper run so far, in call order.
-    pub fn runs(&self) -> Vec<HelperRun<NAME>> {
+    pub fn runs(&self) -> Vec<HelperRun> {
         self.runs.borrow().clone()
     }
 
@@ -383,58 +261,27 @@ impl<const NAME: usize> SimPlatform<NAME> {
         }
     }
 
-    fn record(&self, event: &Event<'_>) {
-        if let Some(observe) = self.observer.borrow_mut().as_mut() {
-            observe(self.now.get(), event);
-        }
-        if let Some(t) = self.timeline.borrow_mut().as_mut() {
-            // Writing to a String cannot fail.
-            let _ = t.event(self.now.get(), event);
-        }
+    fn record(&self, kind: &'static str, name: &str, wait: bool) {
         if !self.recording.get() {
             return;
         }
-        let (name, wait) = match *event {
-            Event::Request { name, wait, .. }
-            | Event::ModuleRequest { name, wait, .. }
-            | Event::Duplicate { name, wait, .. } => (name, wait),
-            Event::HelperStarted { name, wait, .. } => (name, wait == UmhWait::Proc),
-            Event::AsyncWait { name, .. } => (name, true),
-            Event::Refused { name, .. }
-            | Event::LoopRefused { name, .. }
-            | Event::SlotWait { name, .. }
-            | Event::SlotGranted { name, .. }
-            | Event::BusyTimeout { name, .. }
-            | Event::HelperKilled { name, .. }
-            | Event::HelperExited { name, .. }
-            | Event::Finished { name, .. }
-            | Event::Cancelled { name, .. } => (name, false),
-            _ => ("", false),
-        };
         self.events.borrow_mut().push(RecordedEvent {
             at: self.now.get(),
-            kind: kind_of(event),
-            id: event.id(),
+            kind,
             name: name.to_string(),
             wait,
-            detail: std::format!("{event:?}"),
         });
-    }
-
-    /// Requests whose helper the watchdog killed, in order.
-    pub fn killed(&self) -> Vec<RequestId> {
-        self.killed.borrow().clone()
     }
 }
 
 /// A timer on the virtual clock; dropping it disarms it.
-struct Sleep<'a, const NAME: usize> {
-    sim: &'a SimPlatform<NAME>,
+struct Sleep<'a> {
+    sim: &'a SimPlatform,
     deadline: Duration,
     key: Option<(Duration, u64)>,
 }
 
-impl<const NAME: usize> Future for Sleep<'_, NAME> {
+impl Future for Sleep<'_> {
     type Output = ();
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
@@ -460,7 +307,7 @@ impl<const NAME: usize> Future for Sleep<'_, NAME> {
     }
 }
 
-impl<const NAME: usize> Drop for Sleep<'_, NAME> {
+impl Drop for Sleep<'_> {
     fn drop(&mut self) {
         if let Some(key) = self.key.take() {
             self.sim.timers.borrow_mut().remove(&key);
@@ -468,7 +315,7 @@ impl<const NAME: usize> Drop for Sleep<'_, NAME> {
     }
 }
 
-impl<const NAME: usize> Platform<NAME> for SimPlatform<NAME> {
+impl Platform for SimPlatform {
     fn now(&self) -> Duration {
         self.now.get()
     }
@@ -481,63 +328,33 @@ impl<const NAME: usize> Platform<NAME> for SimPlatform<NAME> {
         }
     }
 
-    async fn run_helper(
-        &self,
-        cmd: HelperCommand<NAME>,
-        wait: UmhWait,
-    ) -> Result<WaitStatus, Errno> {
+    async fn run_helper(&self, cmd: HelperCommand, wait: UmhWait) -> Result<WaitStatus, Errno> {
         let behavior = (self.script.borrow())(&cmd);
-        let body = match behavior.start {
-            Ok(()) => self.bodies.borrow().as_ref().and_then(|b| b(&cmd)),
-            Err(_) => None,
-        };
-        let request = cmd.request();
         let started = self.now.get();
         let exec_done = started.saturating_add(behavior.exec_time);
-        let ends = match (behavior.start, &body) {
-            (Ok(()), None) => exec_done.saturating_add(behavior.run_time),
-            // A body's end is known when it ends.
-            (Ok(()), Some(_)) => Duration::MAX,
-            (Err(_), _) => exec_done,
+        let ends = match behavior.start {
+            Ok(()) => exec_done.saturating_add(behavior.run_time),
+            Err(_) => exec_done,
         };
-        let index = self.runs.borrow().len();
         if self.recording.get() {
             self.runs.borrow_mut().push(HelperRun {
                 command: cmd,
                 wait,
                 started,
                 ends,
-                killed: false,
                 behavior,
                 task: CURRENT_TASK.with(Cell::get),
             });
         }
-        self.sleep_until(exec_done).await;
-        behavior.start?;
-        let life = Life {
-            sim: self,
-            request,
-            body,
-            sleep: Sleep {
-                sim: self,
-                deadline: ends,
-                key: None,
-            },
-            status: behavior.status,
-        };
         match wait {
-            // The helper lives on (a body keeps running as a detached task
-            // would only if polled: the sim runs it as part of the caller).
-            UmhWait::Exec => Ok(WaitStatus::SUCCESS),
+            UmhWait::NoWait => Ok(WaitStatus::SUCCESS),
+            UmhWait::Exec => {
+                self.sleep_until(exec_done).await;
+                behavior.start.map(|()| WaitStatus::SUCCESS)
+            }
             UmhWait::Proc => {
-                let (status, killed) = life.await;
-                if self.recording.get()
-                    && let Some(run) = self.runs.borrow_mut().get_mut(index)
-                {
-                    run.ends = self.now.get();
-                    run.killed = killed;
-                }
-                Ok(status)
+                self.sleep_until(ends).await;
+                behavior.start.map(|()| behavior.status)
             }
         }
     }
@@ -546,67 +363,12 @@ impl<const NAME: usize> Platform<NAME> for SimPlatform<NAME> {
         self.is_async.get()
     }
 
-    fn parent_request(&self) -> Option<RequestId> {
-        self.parent.get()
-    }
-
-    fn kill_helper(&self, request: RequestId) -> bool {
-        if !self.can_kill.get() {
-            return false;
-        }
-        self.killed.borrow_mut().push(request);
-        let life = self.lives.borrow_mut().remove(&request);
-        if let Some(w) = life {
-            w.wake();
-        }
-        true
-    }
-
     fn trace(&self, event: &Event<'_>) {
-        self.record(event);
-    }
-}
-
-impl<const NAME: usize> Drop for Life<'_, NAME> {
-    fn drop(&mut self) {
-        self.sim.lives.borrow_mut().remove(&self.request);
-    }
-}
-
-/// A helper's life after its exec: its body, or its run time; ends early
-/// with SIGKILL once killed. Output: its status, and whether it was killed.
-struct Life<'a, const NAME: usize> {
-    sim: &'a SimPlatform<NAME>,
-    request: RequestId,
-    body: Option<Body>,
-    sleep: Sleep<'a, NAME>,
-    status: WaitStatus,
-}
-
-impl<const NAME: usize> Future for Life<'_, NAME> {
-    type Output = (WaitStatus, bool);
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = &mut *self;
-        if this.sim.killed.borrow().contains(&this.request) {
-            this.sim.lives.borrow_mut().remove(&this.request);
-            return Poll::Ready((WaitStatus::signaled(9), true));
-        }
-        this.sim
-            .lives
-            .borrow_mut()
-            .insert(this.request, cx.waker().clone());
-        match &mut this.body {
-            Some(body) => {
-                let outer = this.sim.parent.replace(Some(this.request));
-                let polled = body.as_mut().poll(cx);
-                this.sim.parent.set(outer);
-                polled.map(|status| (status, false))
-            }
-            None => {
-                let status = this.status;
-                Pin::new(&mut this.sleep).poll(cx).map(|()| (status, false))
-            }
+        match *event {
+            Event::ModuleRequest { name, wait, .. } => self.record("module_request", name, wait),
+            Event::AsyncWait { name, .. } => self.record("async_wait", name, true),
+            Event::BusyTimeout { name, .. } => self.record("busy_timeout", name, false),
+            Event::Duplicate { name, wait, .. } => self.record("duplicate", name, wait),
         }
     }
 }
@@ -680,19 +442,6 @@ impl Wake for TaskWaker {
     }
 }
 
-/// A waker made for one poll that wakes the task's [`TaskWaker`].
-struct FreshWaker(Arc<TaskWaker>);
-
-impl Wake for FreshWaker {
-    fn wake(self: Arc<Self>) {
-        self.0.wake_by_ref();
-    }
-
-    fn wake_by_ref(self: &Arc<Self>) {
-        self.0.wake_by_ref();
-    }
-}
-
 type Task<'a> = Pin<Box<dyn Future<Output = ()> + 'a>>;
 
 /// A deterministic single-threaded executor over a [`SimPlatform`]'s clock.
@@ -701,7 +450,6 @@ pub struct Executor<'a> {
     ready: Arc<Mutex<VecDeque<usize>>>,
     polls: u64,
     observer: Option<Box<dyn FnMut() + 'a>>,
-    fresh_wakers: bool,
 }
 
 impl fmt::Debug for Executor<'_> {
@@ -727,16 +475,7 @@ impl<'a> Executor<'a> {
             ready: Arc::new(Mutex::new(VecDeque::new())),
             polls: 0,
             observer: None,
-            fresh_wakers: false,
         }
-    }
-
-    /// Hands every poll a new waker (equivalent: it wakes the same task, but
-    /// [`Waker::will_wake`] says it is not the previous one), as simple kernel
-    /// executors do that build a waker per poll. Code that relies on
-    /// `will_wake` being exact misbehaves under this executor.
-    pub fn fresh_wakers(&mut self, on: bool) {
-        self.fresh_wakers = on;
     }
 
     /// Calls `observer` after every poll of every task (to check invariants
@@ -792,11 +531,7 @@ impl<'a> Executor<'a> {
                 continue;
             };
             waker.queued.store(false, Ordering::SeqCst);
-            let w = if self.fresh_wakers {
-                Waker::from(Arc::new(FreshWaker(waker.clone())))
-            } else {
-                Waker::from(waker.clone())
-            };
+            let w = Waker::from(waker.clone());
             let mut cx = Context::from_waker(&w);
             self.polls += 1;
             CURRENT_TASK.with(|c| c.set(Some(id)));
@@ -864,103 +599,4 @@ pub async fn yield_now(n: usize) {
         }
     })
     .await
-}
-
-/// The kit's [`Harness`](crate::conformance::Harness) on the sim: every
-/// program the kit asks for, as a scripted behaviour of one shared
-/// [`SimPlatform`] (so one [`Executor`] moves every case's clock).
-#[cfg(feature = "conformance")]
-#[derive(Debug)]
-pub struct SimHarness<'a> {
-    sim: &'a SimPlatform,
-}
-
-#[cfg(feature = "conformance")]
-const PROGRAMS: &[(crate::conformance::Program, &str, Behavior)] = {
-    use crate::conformance::Program as P;
-    const fn sleeps(ms: u64, code: u8) -> Behavior {
-        Behavior::exits(code).lasting(Duration::from_millis(ms))
-    }
-    &[
-        (P::Exit(0), "/sim/exit-0", Behavior::exits(0)),
-        (P::Exit(1), "/sim/exit-1", Behavior::exits(1)),
-        (P::Exit(3), "/sim/exit-3", Behavior::exits(3)),
-        (
-            P::SleepThenExit { ms: 100, code: 0 },
-            "/sim/sleep-100-exit-0",
-            sleeps(100, 0),
-        ),
-        (
-            P::SleepThenExit { ms: 300, code: 3 },
-            "/sim/sleep-300-exit-3",
-            sleeps(300, 3),
-        ),
-        (
-            P::SleepThenExit { ms: 400, code: 0 },
-            "/sim/sleep-400-exit-0",
-            sleeps(400, 0),
-        ),
-        (
-            P::SleepThenExit { ms: 500, code: 0 },
-            "/sim/sleep-500-exit-0",
-            sleeps(500, 0),
-        ),
-        (
-            P::SleepThenExit { ms: 1000, code: 0 },
-            "/sim/sleep-1000-exit-0",
-            sleeps(1000, 0),
-        ),
-        (P::Signal(9), "/sim/signal-9", Behavior::killed_by(9)),
-        (P::Signal(11), "/sim/signal-11", Behavior::killed_by(11)),
-        (P::Hang, "/sim/hang", Behavior::exits(0).hangs()),
-        (
-            P::Missing,
-            "/sim/missing",
-            Behavior::fails_to_start(Errno::ENOENT),
-        ),
-        (
-            P::NotExecutable,
-            "/sim/not-executable",
-            Behavior::fails_to_start(Errno::EACCES),
-        ),
-        (
-            P::NotAProgram,
-            "/sim/not-a-program",
-            Behavior::fails_to_start(Errno::ENOEXEC),
-        ),
-    ]
-};
-
-#[cfg(feature = "conformance")]
-impl<'a> SimHarness<'a> {
-    /// Scripts `sim` with the kit's programs.
-    pub fn new(sim: &'a SimPlatform) -> Self {
-        sim.set_script(|cmd| {
-            PROGRAMS
-                .iter()
-                .find(|(_, path, _)| path.as_bytes() == cmd.path())
-                .map_or(Behavior::fails_to_start(Errno::ENOENT), |p| p.2)
-        });
-        SimHarness { sim }
-    }
-}
-
-#[cfg(feature = "conformance")]
-impl<'a> crate::conformance::Harness for SimHarness<'a> {
-    type Platform = &'a SimPlatform;
-
-    fn platform(&self) -> &'a SimPlatform {
-        self.sim
-    }
-
-    fn program(&self, program: crate::conformance::Program) -> Option<&[u8]> {
-        PROGRAMS
-            .iter()
-            .find(|p| p.0 == program)
-            .map(|p| p.1.as_bytes())
-    }
-
-    fn live_helpers(&self) -> Option<usize> {
-        Some(self.sim.helpers_alive_at(self.sim.now()))
-    }
 }

@@ -85,21 +85,7 @@ fn empty_path_is_checked_before_name_length_security_and_slots() {
     assert_eq!(asked.get(), 1);
 
     assert!(sim.runs().is_empty());
-    assert!(
-        !sim.events().iter().any(|e| e.kind == "module_request"),
-        "refused requests are not traced"
-    );
-    // The event stream says why each was refused, and nothing took a slot.
-    let refused: Vec<String> = sim
-        .events()
-        .iter()
-        .filter(|e| e.kind == "refused")
-        .map(|e| e.detail.clone())
-        .collect();
-    assert_eq!(refused.len(), 3);
-    assert!(refused[0].contains("EmptyPath") && refused[1].contains("Name"));
-    assert!(refused[2].contains("Security"));
-    assert!(!sim.events().iter().any(|e| e.kind.starts_with("slot")));
+    assert!(sim.events().is_empty(), "refused requests are not traced");
     let st = kmod.stats();
     assert_eq!((st.invalid, st.denied, st.busy_timeouts), (2, 1, 0));
 }
@@ -298,13 +284,7 @@ fn module_request_is_traced_after_the_slot_and_for_duplicates() {
     ex.spawn(kmod.request_module(format_args!("dup")));
     ex.spawn(kmod.request_module_nowait(format_args!("dup")));
     ex.run(sim).unwrap();
-    // The kernel's trace events, in order (the full stream has more kinds).
-    let kinds: Vec<(&str, bool)> = sim
-        .events()
-        .iter()
-        .filter(|e| matches!(e.kind, "module_request" | "duplicate"))
-        .map(|e| (e.kind, e.wait))
-        .collect();
+    let kinds: Vec<(&str, bool)> = sim.events().iter().map(|e| (e.kind, e.wait)).collect();
     assert_eq!(
         kinds,
         [

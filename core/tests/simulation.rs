@@ -7,12 +7,8 @@
 //! and enabled. Invariants are checked after every poll of every task; results
 //! are checked against what the SPEC allows once the world has run.
 //!
-//! Every seed runs twice: with the kernel's behaviour, and with every policy of
-//! SPEC §9 on (random failure linger and helper watchdog), each on an executor
-//! that hands a fresh waker on every poll for half of the seeds.
-//!
-//! `REQMOD_SIM_SEEDS=N` sets the number of seeds (default 5,000 per mode);
-//! `REQMOD_SIM_SEED=S` runs one seed. A failure prints its seed and mode.
+//! `REQMOD_SIM_SEEDS=N` sets the number of seeds (default 5,000);
+//! `REQMOD_SIM_SEED=S` runs one seed. A failure prints its seed.
 
 use core::cell::{Cell, RefCell};
 use core::time::Duration;
@@ -50,7 +46,6 @@ struct Coverage {
     ebusy: u64,
     enoent: u64,
     lobby_peak: usize,
-    watchdog_kills: u64,
 }
 
 std::thread_local! {
@@ -67,17 +62,17 @@ fn ms(m: u64) -> Duration {
     Duration::from_millis(m)
 }
 
-fn run_seed(seed: u64, policies: bool) {
+fn run_seed(seed: u64) {
     match seed % 3 {
-        0 => world::<4, 2, 4>(seed, policies),
-        1 => world::<8, 3, 9>(seed, policies),
-        _ => world::<50, 32, 64>(seed, policies),
+        0 => world::<4, 2, 4>(seed),
+        1 => world::<8, 3, 9>(seed),
+        _ => world::<50, 32, 64>(seed),
     }
 }
 
-fn world<const SLOTS: usize, const WAITERS: usize, const DUPS: usize>(seed: u64, policies: bool) {
+fn world<const SLOTS: usize, const WAITERS: usize, const DUPS: usize>(seed: u64) {
     let mut rng = fastrand::Rng::with_seed(seed);
-    let mut config = Config::DEFAULT
+    let config = Config::DEFAULT
         .with_max_concurrent(rng.usize(1..=SLOTS))
         .with_busy_timeout(Duration::from_secs(5))
         .with_dedup(rng.u8(0..10) < 8)
@@ -87,14 +82,6 @@ fn world<const SLOTS: usize, const WAITERS: usize, const DUPS: usize>(seed: u64,
             ms(rng.u64(0..8000))
         })
         .with_dups_trace(rng.bool());
-    if policies {
-        config = config
-            .with_loop_detection(true)
-            .with_dups_hold_no_slot(true)
-            .with_no_transient_caching(true)
-            .with_failure_linger(ms(rng.u64(0..6000)))
-            .with_helper_timeout(rng.bool().then(|| ms(rng.u64(1..90) * 100)));
-    }
     let kmod: Kmod<SimPlatform, AllowAll, CriticalSectionRawMutex, SLOTS, WAITERS, DUPS> =
         Kmod::with_config(SimPlatform::new(), config, AllowAll);
     let sim = kmod.platform();
@@ -160,7 +147,6 @@ fn world<const SLOTS: usize, const WAITERS: usize, const DUPS: usize>(seed: u64,
     let busy_allowed = !disables.is_empty();
 
     let mut ex = Executor::new();
-    ex.fresh_wakers(seed % 2 == 1);
     let violation = Rc::new(RefCell::new(None::<String>));
     {
         let violation = violation.clone();
@@ -179,9 +165,7 @@ fn world<const SLOTS: usize, const WAITERS: usize, const DUPS: usize>(seed: u64,
                 ))
             } else if st.requests != st.completed + st.cancelled + st.in_flight {
                 Some(format!("stats do not add up: {st:?}"))
-            } else if !policies
-                && (st.dup_waiters > st.slots_in_use || st.dup_pending > st.slots_in_use)
-            {
+            } else if st.dup_waiters > st.slots_in_use || st.dup_pending > st.slots_in_use {
                 Some(format!("duplicate waiters/entries without slots: {st:?}"))
             } else if st.max_concurrent_seen > config.max_concurrent {
                 Some(format!(
@@ -277,13 +261,7 @@ fn world<const SLOTS: usize, const WAITERS: usize, const DUPS: usize>(seed: u64,
         let ctx = format!("request {i} {plan:?} -> {ret} at {:?}", d.finished);
         if let Some(run) = own.first() {
             // It ran the helper: its own result, or -512 if killed meanwhile.
-            let expect = if run.killed {
-                assert!(
-                    policies && plan.wait,
-                    "{ctx}: a helper killed without the watchdog"
-                );
-                Ok(WaitStatus::signaled(9))
-            } else if plan.wait {
+            let expect = if plan.wait {
                 run.behavior.start.map(|()| run.behavior.status)
             } else {
                 run.behavior.start.map(|()| WaitStatus::SUCCESS)
@@ -305,28 +283,17 @@ fn world<const SLOTS: usize, const WAITERS: usize, const DUPS: usize>(seed: u64,
         }
         match ret {
             -36 => assert!(plan.name.len() >= MODULE_NAME_LEN, "{ctx}"),
-            // Its own wait for a slot; or (policy) the -ETIME of the first
-            // request it waited for, given at that moment.
-            -62 => assert!(
-                d.finished == plan.start + config.busy_timeout
-                    || policies
-                        && plans.iter().zip(&done).any(|(p, o)| {
-                            p.name == plan.name
-                                && o.result == Some(-62)
-                                && o.finished == d.finished
-                                && p.start + config.busy_timeout == o.finished
-                        }),
+            -62 => assert_eq!(
+                d.finished,
+                plan.start + config.busy_timeout,
                 "{ctx}: -ETIME not at 5 s"
             ),
             -2 => {} // empty path at the start or at exec time
             -16 => assert!(busy_allowed, "{ctx}: -EBUSY without a disable"),
             -512 => {
-                // Killed while waiting as a duplicate, or a duplicate of a killed
-                // request (policy: only one that ended at that very moment).
+                // Killed while waiting as a duplicate, or a duplicate of a killed request.
                 let other_killed = plans.iter().zip(&done).any(|(p, o)| {
-                    p.name == plan.name
-                        && (p.kill_at.is_some() || o.result.is_none())
-                        && (!policies || o.finished == d.finished)
+                    p.name == plan.name && (p.kill_at.is_some() || o.result.is_none())
                 });
                 assert!(killed || other_killed, "{ctx}: -512 from nowhere");
             }
@@ -335,31 +302,13 @@ fn world<const SLOTS: usize, const WAITERS: usize, const DUPS: usize>(seed: u64,
                 assert!(plan.wait, "{ctx}: a nowait duplicate must return 0");
                 assert!(config.dedup, "{ctx}: a duplicate with dedup off");
                 // A wait duplicate: the result of a request for the same name that
-                // finished no later than it. With the policies, a transient
-                // result only at that very moment, others within their linger.
-                let transient = r < 0 && Errno::from_raw(r).is_transient();
-                let linger = if r == 0 {
-                    config.dedup_linger
-                } else {
-                    config.failure_linger
-                };
-                let fresh = |finished: Duration| {
-                    finished <= d.finished
-                        && (!policies
-                            || if transient {
-                                finished == d.finished
-                            } else {
-                                d.finished - finished < linger || finished == d.finished
-                            })
-                };
+                // finished no later than it.
                 let source = plans.iter().zip(&done).enumerate().any(|(j, (p, o))| {
-                    j != i && p.name == plan.name && o.result == Some(r) && fresh(o.finished)
+                    j != i && p.name == plan.name && o.result == Some(r) && o.finished <= d.finished
                 });
                 let from_run = r > 0
                     && runs.iter().any(|run| {
-                        run.command.name() == plan.name
-                            && (run.behavior.status.raw() == r || run.killed && r == 9)
-                            && fresh(run.ends)
+                        run.command.name() == plan.name && run.behavior.status.raw() == r
                     });
                 assert!(
                     source || from_run,
@@ -374,33 +323,7 @@ fn world<const SLOTS: usize, const WAITERS: usize, const DUPS: usize>(seed: u64,
     assert_eq!(st.requests as usize, plans.len(), "{st:?}");
     assert_eq!(st.completed as usize, completed, "{st:?}");
     assert_eq!(st.cancelled as usize, cancelled, "{st:?}");
-    let events = sim.events();
-    if policies {
-        // A duplicate's -ETIME is its first request's; only own waits count.
-        let own = events.iter().filter(|e| e.kind == "busy_timeout").count();
-        assert_eq!(st.busy_timeouts as usize, own, "{st:?}");
-        // No duplicate ever held a slot.
-        let dups: std::collections::HashSet<_> = events
-            .iter()
-            .filter(|e| e.kind == "duplicate")
-            .map(|e| e.id)
-            .collect();
-        assert!(
-            !events
-                .iter()
-                .any(|e| e.kind == "slot_granted" && dups.contains(&e.id)),
-            "a duplicate held a slot"
-        );
-        COVERAGE.with(|c| c.borrow_mut().watchdog_kills += st.helpers_killed);
-    } else {
-        assert_eq!(st.busy_timeouts as usize, busy_timeouts, "{st:?}");
-    }
-    // The stream tells every request's end exactly once.
-    let ends = events
-        .iter()
-        .filter(|e| e.kind == "finished" || e.kind == "cancelled")
-        .count();
-    assert_eq!(ends as u64, st.requests, "one end per request");
+    assert_eq!(st.busy_timeouts as usize, busy_timeouts, "{st:?}");
     assert_eq!(st.helpers_started as usize, runs.len(), "{st:?}");
     assert_eq!(
         (
@@ -430,22 +353,31 @@ fn world<const SLOTS: usize, const WAITERS: usize, const DUPS: usize>(seed: u64,
     });
 }
 
-fn run_mode(seeds: &[u64], policies: bool) {
+#[test]
+fn randomized_simulation() {
+    let seeds: Vec<u64> = match std::env::var("REQMOD_SIM_SEED") {
+        Ok(s) => vec![s.parse().expect("REQMOD_SIM_SEED is a number")],
+        Err(_) => {
+            let n = std::env::var("REQMOD_SIM_SEEDS")
+                .ok()
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(5_000u64);
+            (0..n).collect()
+        }
+    };
     let began = Instant::now();
-    for &seed in seeds {
-        if let Err(panic) = catch_unwind(AssertUnwindSafe(|| run_seed(seed, policies))) {
+    for &seed in &seeds {
+        if let Err(panic) = catch_unwind(AssertUnwindSafe(|| run_seed(seed))) {
             eprintln!(
-                "simulation failed at seed {seed} (policies {}); rerun it alone with \
-                 REQMOD_SIM_SEED={seed} cargo test -p reqmod --features sim --test simulation",
-                if policies { "on" } else { "off" }
+                "simulation failed at seed {seed}; rerun it alone with \
+                 REQMOD_SIM_SEED={seed} cargo test -p reqmod --test simulation"
             );
             resume_unwind(panic);
         }
     }
     let cov = COVERAGE.with(|c| std::mem::take(&mut *c.borrow_mut()));
     eprintln!(
-        "simulation (policies {}): {} seeds in {:.2?}: {cov:?}",
-        if policies { "on" } else { "off" },
+        "simulation: {} seeds in {:.2?}: {cov:?}",
         seeds.len(),
         began.elapsed()
     );
@@ -459,22 +391,5 @@ fn run_mode(seeds: &[u64], policies: bool) {
             cov.killed > 100 && cov.ebusy > 100 && cov.enoent > 100 && cov.lobby_peak > 0,
             "{cov:?}"
         );
-        assert!(!policies || cov.watchdog_kills > 100, "{cov:?}");
     }
-}
-
-#[test]
-fn randomized_simulation() {
-    let seeds: Vec<u64> = match std::env::var("REQMOD_SIM_SEED") {
-        Ok(s) => vec![s.parse().expect("REQMOD_SIM_SEED is a number")],
-        Err(_) => {
-            let n = std::env::var("REQMOD_SIM_SEEDS")
-                .ok()
-                .and_then(|s| s.parse().ok())
-                .unwrap_or(if cfg!(miri) { 4 } else { 5_000u64 });
-            (0..n).collect()
-        }
-    };
-    run_mode(&seeds, false);
-    run_mode(&seeds, true);
 }

@@ -66,7 +66,7 @@ impl Platform for TinyKernel {
         let code = main(&cmd.argv());
         Ok(match wait {
             UmhWait::Proc => WaitStatus::exited(code),
-            UmhWait::Exec => WaitStatus::SUCCESS,
+            UmhWait::Exec | UmhWait::NoWait => WaitStatus::SUCCESS,
         })
     }
 }

@@ -9,22 +9,20 @@ use crate::reactor::{self, ChildShared};
 use crate::spawn::{Output, Prepared};
 use reqmod::UmhWait as Wait;
 
-/// Starts the helper of core request `request` and waits as `wait` says.
-/// `Ok(raw wait status)` (always 0 for `Exec`) or `Err(errno)`.
+/// Starts the helper and waits as `wait` says. `Ok(raw wait status)` (always
+/// 0 for `NoWait` and `Exec`) or `Err(errno)`.
 ///
 /// The child is the reactor's from the moment it exists: dropping this future
 /// at any point leaves it running to its end, and it is reaped then.
-pub(crate) async fn run(
-    cmd: Prepared,
-    output: Output,
-    wait: Wait,
-    request: u64,
-) -> Result<i32, i32> {
+pub(crate) async fn run(cmd: Prepared, output: Output, wait: Wait) -> Result<i32, i32> {
     let reactor = reactor::get()?;
-    let shared = reactor.spawn(&cmd, output, request)?;
+    let shared = reactor.spawn(&cmd, output)?;
     // The child has executed (or failed to): the strings are not needed.
     drop(cmd);
-    WaitFor { shared, wait }.await
+    match wait {
+        Wait::NoWait => Ok(0),
+        Wait::Exec | Wait::Proc => WaitFor { shared, wait }.await,
+    }
 }
 
 /// Waits for a child's exec outcome (`Exec`) or exit (`Proc`).
@@ -40,7 +38,7 @@ impl Future for WaitFor {
         let mut state = self.shared.lock();
         let ready = match (self.wait, state.exec, state.exit) {
             (_, Some(Err(errno)), _) => Some(Err(errno)),
-            (Wait::Exec, Some(Ok(())), _) => Some(Ok(0)),
+            (Wait::Exec | Wait::NoWait, Some(Ok(())), _) => Some(Ok(0)),
             (Wait::Proc, Some(Ok(())), Some(exit)) => Some(exit),
             _ => None,
         };
@@ -87,7 +85,7 @@ mod tests {
     }
 
     fn sh(script: &str, wait: Wait) -> Result<i32, i32> {
-        block_on(run(cmd("/bin/sh", &["-c", script]), Output::Null, wait, 0))
+        block_on(run(cmd("/bin/sh", &["-c", script]), Output::Null, wait))
     }
 
     /// Waits (bounded) until every helper of this process was reaped. Other
@@ -134,11 +132,16 @@ mod tests {
         for (path, errno) in cases {
             for wait in [Wait::Exec, Wait::Proc] {
                 assert_eq!(
-                    block_on(run(cmd(path, &["-q", "--", "x"]), Output::Null, wait, 0)),
+                    block_on(run(cmd(path, &["-q", "--", "x"]), Output::Null, wait)),
                     Err(errno),
                     "{path} {wait:?}"
                 );
             }
+            // NoWait cannot tell.
+            assert_eq!(
+                block_on(run(cmd(path, &[]), Output::Null, Wait::NoWait)),
+                Ok(0)
+            );
         }
         std::fs::remove_dir_all(&dir).unwrap();
     }
@@ -152,6 +155,9 @@ mod tests {
             "{:?}",
             start.elapsed()
         );
+        let start = Instant::now();
+        assert_eq!(sh("sleep 0.5", Wait::NoWait), Ok(0));
+        assert!(start.elapsed() < Duration::from_millis(400));
     }
 
     #[test]
@@ -165,7 +171,6 @@ mod tests {
                 cmd("/bin/sh", &["-c", &script]),
                 Output::Null,
                 Wait::Proc,
-                0,
             ));
             let waker = std::task::Waker::noop();
             let mut cx = Context::from_waker(waker);
@@ -173,7 +178,7 @@ mod tests {
         }
         assert!(live_helpers() >= 1);
         for _ in 0..20 {
-            assert_eq!(sh("sleep 0.2", Wait::Exec), Ok(0));
+            assert_eq!(sh("sleep 0.2", Wait::NoWait), Ok(0));
         }
         // The dropped caller's helper ran to its end.
         let start = Instant::now();
@@ -199,7 +204,6 @@ mod tests {
                 cmd("/bin/sh", &["-c", &format!("sleep 0.2; exit {}", i % 3)]),
                 Output::Null,
                 Wait::Proc,
-                0,
             )
         }));
         for (i, result) in results.into_iter().enumerate() {

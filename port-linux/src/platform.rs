@@ -4,7 +4,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use embassy_sync::blocking_mutex::raw::RawMutex;
-use reqmod::{Errno, HelperCommand, Kmod, Platform, RequestId, Security, UmhWait, WaitStatus};
+use reqmod::{Errno, HelperCommand, Kmod, Platform, Security, UmhWait, WaitStatus};
 
 use crate::helper;
 use crate::spawn::{Output, Prepared};
@@ -20,15 +20,9 @@ use crate::{block_on, clock};
 ///   mask, fds 0-2 on `/dev/null` (1 and 2 inherited with
 ///   [`Output::Inherit`]), every other descriptor closed at exec;
 /// - [`UmhWait::Exec`] resolves once `execve` returned: `Ok(0)` or its errno;
-///   [`UmhWait::Proc`] with the raw wait status;
+///   [`UmhWait::Proc`] with the raw wait status; [`UmhWait::NoWait`] at once;
 /// - dropping a `run_helper` future never stops the helper: the reactor owns
-///   every child and reaps it when it exits;
-/// - [`kill_helper`](Platform::kill_helper) (the helper watchdog) sends
-///   SIGKILL through the helper's pidfd (never to a reused pid); the reactor
-///   reaps it and the waiting request gets 9;
-/// - [`parent_request`](Platform::parent_request) is `None`: helpers are
-///   outside processes that cannot call back into this `Kmod`, so loop
-///   detection has nothing to see on a host.
+///   every child and reaps it when it exits.
 ///
 /// If the application sets `SIGCHLD` to `SIG_IGN`, the kernel reaps helpers
 /// itself and their status is lost: [`UmhWait::Proc`] then gives
@@ -61,8 +55,7 @@ impl LinuxPlatform {
     }
 }
 
-/// For any module-name bound (the CLI requests whole modaliases).
-impl<const NAME: usize> Platform<NAME> for LinuxPlatform {
+impl Platform for LinuxPlatform {
     fn now(&self) -> Duration {
         clock::now()
     }
@@ -73,27 +66,18 @@ impl<const NAME: usize> Platform<NAME> for LinuxPlatform {
 
     fn run_helper(
         &self,
-        cmd: HelperCommand<NAME>,
+        cmd: HelperCommand,
         wait: UmhWait,
     ) -> impl Future<Output = Result<WaitStatus, Errno>> {
         let output = self.output;
-        let request = cmd.request().get();
         // Copy into C form now, so the future does not keep `cmd` alive.
         let prepared = Prepared::new(cmd.path(), &cmd.argv(), &cmd.envp());
         async move {
-            helper::run(prepared, output, wait, request)
+            helper::run(prepared, output, wait)
                 .await
                 .map(WaitStatus::from_raw)
                 .map_err(Errno::from_raw)
         }
-    }
-
-    fn kill_helper(&self, request: RequestId) -> bool {
-        // A helper that already exited needs no kill; the request gets its status.
-        if let Some(reactor) = crate::reactor::existing() {
-            reactor.kill(request.get());
-        }
-        true
     }
 }
 
@@ -111,11 +95,10 @@ pub fn request_module_blocking<
     S: Security,
     M: RawMutex,
     const SLOTS: usize,
-    const SLOT_QUEUE: usize,
-    const DUP_ENTRIES: usize,
-    const NAME_LEN: usize,
+    const WAITERS: usize,
+    const DUPS: usize,
 >(
-    kmod: &Kmod<LinuxPlatform, S, M, SLOTS, SLOT_QUEUE, DUP_ENTRIES, NAME_LEN>,
+    kmod: &Kmod<LinuxPlatform, S, M, SLOTS, WAITERS, DUPS>,
     name: core::fmt::Arguments<'_>,
 ) -> Result<WaitStatus, Errno> {
     block_on(kmod.request_module(name))
@@ -136,14 +119,10 @@ mod tests {
         let kmod = LinuxKmod::new(LinuxPlatform::new());
         let request = kmod.request_module(format_args!("x"));
         assert_send(&request);
-        assert_send(&<LinuxPlatform as Platform>::sleep_until(
-            &LinuxPlatform::new(),
-            Duration::ZERO,
-        ));
-        let cmd: HelperCommand = HelperCommand::modprobe(
+        assert_send(&LinuxPlatform::new().sleep_until(Duration::ZERO));
+        let cmd = HelperCommand::modprobe(
             reqmod::ModprobePath::empty(),
             reqmod::ModuleName::format(format_args!("x")).expect("name"),
-            RequestId::new(1),
         );
         assert_send(&LinuxPlatform::new().run_helper(cmd, UmhWait::Proc));
     }

@@ -27,6 +27,7 @@
 //! Children are owned by the reactor, not by the caller's future: dropping a
 //! future (a "killed" caller, `UMH_KILLABLE`) only drops its interest; the
 //! helper runs on, is reaped when it exits, and its descriptors are closed.
+//! A `NoWait` helper is handled the same way.
 //!
 //! The reactor thread starts on first use and lives as long as the process.
 
@@ -76,15 +77,11 @@ impl ChildShared {
 struct Child {
     shared: Arc<ChildShared>,
     pidfd: OwnedFd,
-    /// The core request it runs for.
-    request: u64,
 }
 
 #[derive(Debug, Default)]
 struct Inner {
     children: HashMap<u64, Child>,
-    /// Live children by the core request they run for (for the watchdog).
-    by_request: HashMap<u64, u64>,
     /// Sleepers by (deadline, id).
     timers: BTreeMap<(Duration, u64), Waker>,
     next_id: u64,
@@ -205,12 +202,7 @@ impl Reactor {
     /// Starts `cmd` and hands the child to the reactor, which reaps it
     /// whatever happens to the returned handle. The handle already knows how
     /// the `execve` went.
-    pub(crate) fn spawn(
-        &self,
-        cmd: &Prepared,
-        output: Output,
-        request: u64,
-    ) -> Result<Arc<ChildShared>, i32> {
+    pub(crate) fn spawn(&self, cmd: &Prepared, output: Output) -> Result<Arc<ChildShared>, i32> {
         let Spawned { pidfd, exec } =
             spawn::spawn(cmd, output, self.dev_null.as_fd()).map_err(|e| errno_of(&e))?;
         let shared = Arc::new(ChildShared {
@@ -241,26 +233,9 @@ impl Reactor {
             Child {
                 shared: Arc::clone(&shared),
                 pidfd,
-                request,
             },
         );
-        inner.by_request.insert(request, id);
         Ok(shared)
-    }
-
-    /// Sends SIGKILL to the live helper of core request `request`, through
-    /// its pidfd (so never to a reused pid). `false` if it has none: it
-    /// exited already (and is reaped, or about to be).
-    pub(crate) fn kill(&self, request: u64) -> bool {
-        let inner = self.lock();
-        let Some(child) = inner
-            .by_request
-            .get(&request)
-            .and_then(|id| inner.children.get(id))
-        else {
-            return false;
-        };
-        rustix::process::pidfd_send_signal(&child.pidfd, rustix::process::Signal::KILL).is_ok()
     }
 
     // ----- the loop -----------------------------------------------------
@@ -343,11 +318,7 @@ impl Reactor {
         }
         drop(state);
         // Drops (closes) the pidfd.
-        if let Some(child) = inner.children.remove(&id)
-            && inner.by_request.get(&child.request) == Some(&id)
-        {
-            inner.by_request.remove(&child.request);
-        }
+        inner.children.remove(&id);
     }
 
     /// Number of children not yet reaped (for tests and diagnostics).

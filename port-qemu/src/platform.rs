@@ -206,7 +206,11 @@ impl Platform for QemuPlatform {
         async move {
             let Some(program) = programs::lookup(cmd.path()) else {
                 HELPERS.missing.fetch_add(1, Ordering::Relaxed);
-                return Err(Errno::ENOENT);
+                return match wait {
+                    // UMH_NO_WAIT cannot report a failed exec.
+                    UmhWait::NoWait => Ok(WaitStatus::SUCCESS),
+                    UmhWait::Exec | UmhWait::Proc => Err(Errno::ENOENT),
+                };
             };
             let invocation = Invocation::new(&cmd, kmod);
             count(cmd.name(), |c| c.helper_runs += 1);
@@ -227,6 +231,7 @@ impl Platform for QemuPlatform {
                 theirs.exited.set(code);
             });
             match wait {
+                UmhWait::NoWait => Ok(WaitStatus::SUCCESS),
                 UmhWait::Exec => {
                     run.started.wait().await;
                     Ok(WaitStatus::SUCCESS)

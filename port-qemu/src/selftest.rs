@@ -231,7 +231,6 @@ fn cmd(path: &str, name: &str) -> HelperCommand {
     HelperCommand::modprobe(
         ModprobePath::from_sysctl_write(path.as_bytes()),
         ModuleName::new(name).expect("short test names"),
-        reqmod::RequestId::new(0),
     )
 }
 
@@ -297,6 +296,12 @@ async fn umh_modes() -> CheckResult {
         "Proc of a missing path"
     );
     ensure_eq!(
+        p.run_helper(cmd("/sbin/no-such-helper", "x"), UmhWait::NoWait)
+            .await,
+        Ok(WaitStatus::SUCCESS),
+        "NoWait of a missing path"
+    );
+    ensure_eq!(
         p.run_helper(cmd("/sbin/modprobe-fail", "x"), UmhWait::Proc)
             .await
             .map(|s| s.raw()),
@@ -335,6 +340,23 @@ async fn umh_modes() -> CheckResult {
         exited + 1,
         "helpers exited 400 ms later"
     );
+
+    // NoWait returns at once too.
+    let t0 = time::now();
+    ensure_eq!(
+        p.run_helper(
+            cmd("/sbin/modprobe-slow", "sleep300-nowait"),
+            UmhWait::NoWait
+        )
+        .await,
+        Ok(WaitStatus::SUCCESS),
+        "NoWait of a slow helper"
+    );
+    ensure!(
+        time::now() - t0 < Duration::from_millis(150),
+        "NoWait waited"
+    );
+    time::sleep(Duration::from_millis(400)).await;
 
     // Proc waits for the exit; a dropped caller leaves the helper running to its end.
     let t0 = time::now();

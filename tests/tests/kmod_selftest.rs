@@ -1,8 +1,10 @@
-//! What the Linux port adds to the conformance kit's scenarios
-//! (`tests/conformance.rs` runs the kit, SPEC §7 included): with real
-//! processes and one kernel-like thread per request, 0008 and 0009 with
-//! exactly 50 helper processes alive at once and never a 51st, the real 5 s
-//! busy timeout, and the 5 s drain of `disable_helpers`.
+//! The kernel's kmod selftest scenarios (SPEC §7, from
+//! `tools/testing/selftests/kmod/kmod.sh` + `lib/test_kmod.c`), with real
+//! helper processes and one kernel-like thread per request, plus the real
+//! 5 s busy timeout.
+//!
+//! The fake modprobe knows `test_module` (exit 0); any other name, the empty
+//! one too, is "not found" (exit 1, so the request returns 256).
 
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
@@ -45,6 +47,68 @@ fn concurrent(kmod: &LinuxKmod, names: &[String]) -> Vec<(i32, Duration)> {
 
 fn names(name: &str, count: usize) -> Vec<String> {
     vec![name.to_owned(); count]
+}
+
+#[test]
+fn scenario_0001_empty_name_is_not_found() {
+    let sandbox = Sandbox::new("0001");
+    let kmod = new_kmod(
+        &sandbox.modprobe(&FakeModprobe::kernel_like()),
+        Config::DEFAULT,
+    );
+    assert_eq!(
+        request_module_blocking(&kmod, format_args!("")).kernel_ret(),
+        256
+    );
+    // The helper really ran, with the empty name.
+    let events = sandbox.events();
+    assert_eq!(events.len(), 2, "{events:?}");
+    assert_eq!(events[0].name, "");
+}
+
+#[test]
+fn scenario_0002_missing_module_is_not_found() {
+    let sandbox = Sandbox::new("0002");
+    let kmod = new_kmod(
+        &sandbox.modprobe(&FakeModprobe::kernel_like()),
+        Config::DEFAULT,
+    );
+    let ret = request_module_blocking(&kmod, format_args!("{}", "this_module_does_not_exist"));
+    assert_eq!(ret.kernel_ret(), 256);
+    assert_eq!(ret.map(|s| s.exit_code()), Ok(Some(1)));
+    assert_eq!(sandbox.starts(), 1);
+}
+
+#[test]
+fn scenario_0005_fifty_concurrent_requests_succeed() {
+    let sandbox = Sandbox::new("0005");
+    let path = sandbox.modprobe(&FakeModprobe::kernel_like().sleeping(0.2));
+    let kmod = new_kmod(&path, Config::DEFAULT);
+    let results = concurrent(&kmod, &names("test_module", 50));
+    assert!(results.iter().all(|&(ret, _)| ret == 0), "{results:?}");
+    // Duplicates of one name share the first request's helper.
+    assert_eq!(sandbox.starts(), 1);
+    assert_eq!(kmod.stats().duplicates, 49);
+}
+
+#[test]
+fn scenario_0005_without_dedup_runs_fifty_helpers() {
+    let sandbox = Sandbox::new("0005-nodedup");
+    let path = sandbox.modprobe(&FakeModprobe::kernel_like().gated());
+    let kmod = new_kmod(&path, Config::DEFAULT.with_dedup(false));
+    std::thread::scope(|scope| {
+        let _release = sandbox.release_on_drop();
+        let runner = scope.spawn(|| concurrent(&kmod, &names("test_module", 50)));
+        // All 50 helpers run at once: none has to wait for a slot.
+        wait_until("50 helpers running", Duration::from_secs(20), || {
+            sandbox.starts() == 50
+        });
+        assert_eq!(kmod.stats().waiting_for_slot, 0);
+        sandbox.release();
+        let results = runner.join().expect("runner");
+        assert!(results.iter().all(|&(ret, _)| ret == 0), "{results:?}");
+    });
+    assert_eq!(sandbox.max_concurrent(), 50);
 }
 
 /// 0008 and 0009: more requests than slots for one module, every one 0,
@@ -109,6 +173,44 @@ fn scenario_0008_58_concurrent_requests_queue_for_slots() {
 #[test]
 fn scenario_0009_62_concurrent_requests_queue_for_slots() {
     over_subscribed("0009", 50 + 50 / 4);
+}
+
+#[test]
+fn scenario_0010_missing_helper_is_enoent() {
+    let sandbox = Sandbox::new("0010");
+    let kmod = new_kmod(&sandbox.path().join("no-such-modprobe"), Config::DEFAULT);
+    let wait = request_module_blocking(&kmod, format_args!("test_module"));
+    assert_eq!(wait.kernel_ret(), -2);
+    let nowait = reqmod_linux::block_on(kmod.request_module_nowait(format_args!("other")));
+    assert_eq!(nowait.kernel_ret(), -2);
+    assert_eq!(kmod.stats().helpers_started, 2, "the exec was attempted");
+}
+
+#[test]
+fn scenario_0011_empty_helper_path_is_enoent_without_exec() {
+    let sandbox = Sandbox::new("0011");
+    let kmod = new_kmod(
+        &sandbox.modprobe(&FakeModprobe::kernel_like()),
+        Config::DEFAULT,
+    );
+    kmod.set_modprobe_path(b"");
+    assert_eq!(
+        request_module_blocking(&kmod, format_args!("test_module")).kernel_ret(),
+        -2
+    );
+    assert_eq!(
+        reqmod_linux::block_on(kmod.request_module_nowait(format_args!("test_module")))
+            .kernel_ret(),
+        -2
+    );
+    // Also through the sysctl's "bare newline" write.
+    kmod.set_modprobe_path(b"\n");
+    assert_eq!(
+        request_module_blocking(&kmod, format_args!("x")).kernel_ret(),
+        -2
+    );
+    assert_eq!(kmod.stats().helpers_started, 0);
+    assert_eq!(sandbox.starts(), 0, "nothing may be run");
 }
 
 /// A helper slower than the 5 s busy timeout and more callers than slots:

@@ -212,8 +212,7 @@ fn spawn(count: usize) -> f64 {
     let name = ModuleName::new("bench").expect("short name");
     let start = Instant::now();
     for _ in 0..count {
-        let cmd: HelperCommand =
-            HelperCommand::modprobe(path.clone(), name.clone(), reqmod::RequestId::new(1));
+        let cmd = HelperCommand::modprobe(path.clone(), name.clone());
         let status = block_on(platform.run_helper(cmd, UmhWait::Proc));
         assert_eq!(status, Ok(WaitStatus::SUCCESS), "/bin/true failed");
     }

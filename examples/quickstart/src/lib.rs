@@ -59,7 +59,7 @@ impl Platform for MyKernel {
             // request_module: the helper's exit status.
             UmhWait::Proc => Ok(status),
             // request_module_nowait: the exec worked.
-            UmhWait::Exec => Ok(WaitStatus::SUCCESS),
+            UmhWait::Exec | UmhWait::NoWait => Ok(WaitStatus::SUCCESS),
         }
     }
 }

@@ -30,7 +30,7 @@ impl Platform for Port {
         let code = run_program(&cmd.argv(), &cmd.envp()).ok_or(Errno::ENOENT)?;
         Ok(match wait {
             UmhWait::Proc => WaitStatus::exited(code),
-            UmhWait::Exec => WaitStatus::SUCCESS,
+            UmhWait::NoWait | UmhWait::Exec => WaitStatus::SUCCESS,
         })
     }
 }

@@ -50,11 +50,6 @@ use embassy_sync::blocking_mutex::Mutex;
 use embassy_sync::blocking_mutex::raw::RawMutex;
 
 use crate::Platform;
-use crate::chain::{Chain, Link};
-pub(crate) use crate::wakes::Wakes;
-
-mod queue;
-use queue::{Queue, Waiter};
 
 /// A counting semaphore with FIFO hand-off, a deadline, and an overflow
 /// lobby, under a mutex of its own, for the unit tests. (`Kmod` keeps a
@@ -99,6 +94,170 @@ pub(crate) struct SlotUsage {
     pub lobby: usize,
 }
 
+struct Waiter {
+    ticket: u64,
+    waker: Option<Waker>,
+    granted: bool,
+}
+
+/// The FIFO of queued waiters: a ring buffer in ticket order. Slots are
+/// handed out and taken at its front, where removing is O(1), and a ticket
+/// is found by binary search. (A `Vec` shifted all the others on every
+/// hand-off and scanned for every ticket: with thousands of waiters, as the
+/// `reqmod` CLI queues, that was half of a storm's CPU time.)
+struct Queue<const Q: usize> {
+    ring: [Option<Waiter>; Q],
+    /// Where index 0 (the oldest ticket) is in `ring`.
+    head: usize,
+    len: usize,
+    /// Waiters handed a slot that have not taken it yet.
+    granted: usize,
+}
+
+impl<const Q: usize> Queue<Q> {
+    const fn new() -> Self {
+        Queue {
+            ring: [const { None }; Q],
+            head: 0,
+            len: 0,
+            granted: 0,
+        }
+    }
+
+    fn is_full(&self) -> bool {
+        self.len == Q
+    }
+
+    /// Waiters not handed a slot.
+    fn waiting(&self) -> usize {
+        self.len - self.granted
+    }
+
+    /// Position in `ring` of index `i`.
+    fn at(&self, i: usize) -> usize {
+        (self.head + i) % Q
+    }
+
+    fn get(&self, i: usize) -> Option<&Waiter> {
+        if i >= self.len {
+            return None;
+        }
+        self.ring.get(self.at(i))?.as_ref()
+    }
+
+    fn get_mut(&mut self, i: usize) -> Option<&mut Waiter> {
+        if i >= self.len {
+            return None;
+        }
+        let at = self.at(i);
+        self.ring.get_mut(at)?.as_mut()
+    }
+
+    /// Moves the entry at ring position `from` to ring position `to`.
+    fn shift(&mut self, from: usize, to: usize) {
+        let w = self.ring.get_mut(from).and_then(Option::take);
+        if let Some(slot) = self.ring.get_mut(to) {
+            *slot = w;
+        }
+    }
+
+    /// The first index whose ticket is `>= ticket` (tickets ascend).
+    fn lower_bound(&self, ticket: u64) -> usize {
+        let (mut lo, mut hi) = (0, self.len);
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            if self.get(mid).is_some_and(|w| w.ticket < ticket) {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        lo
+    }
+
+    /// The index of `ticket`.
+    fn find(&self, ticket: u64) -> Option<usize> {
+        let i = self.lower_bound(ticket);
+        self.get(i).is_some_and(|w| w.ticket == ticket).then_some(i)
+    }
+
+    /// Inserts `w` in ticket order (callers check for room first: if full,
+    /// `w` is dropped), moving whichever side of it is shorter.
+    fn insert(&mut self, w: Waiter) {
+        if self.is_full() {
+            return;
+        }
+        let i = self.lower_bound(w.ticket);
+        if i < self.len - i {
+            // Indices 0..i move one place towards the front.
+            self.head = (self.head + Q - 1) % Q;
+            for j in 0..i {
+                self.shift(self.at(j + 1), self.at(j));
+            }
+        } else {
+            // Indices i..len move one place towards the back (room: len < Q).
+            for j in (i..self.len).rev() {
+                self.shift(self.at(j), self.at(j + 1));
+            }
+        }
+        self.granted += usize::from(w.granted);
+        let at = self.at(i);
+        if let Some(slot) = self.ring.get_mut(at) {
+            *slot = Some(w);
+        }
+        self.len += 1;
+    }
+
+    /// Removes index `i`, moving whichever side of it is shorter.
+    fn remove(&mut self, i: usize) -> Option<Waiter> {
+        if i >= self.len {
+            return None;
+        }
+        let at = self.at(i);
+        let w = self.ring.get_mut(at).and_then(Option::take);
+        if i < self.len - 1 - i {
+            // Indices 0..i move one place towards the back.
+            for j in (0..i).rev() {
+                self.shift(self.at(j), self.at(j + 1));
+            }
+            self.head = (self.head + 1) % Q;
+        } else {
+            for j in i + 1..self.len {
+                self.shift(self.at(j), self.at(j - 1));
+            }
+        }
+        self.len -= 1;
+        if w.as_ref().is_some_and(|w| w.granted) {
+            self.granted -= 1;
+        }
+        w
+    }
+
+    /// Hands a slot to the oldest waiter that has none: its waker, to wake.
+    fn grant_oldest(&mut self) -> Option<Option<Waker>> {
+        if self.waiting() == 0 {
+            return None;
+        }
+        // Granted entries sit near the front until their owners take them.
+        let i = (0..self.len).find(|&i| self.get(i).is_some_and(|w| !w.granted))?;
+        let w = self.get_mut(i)?;
+        w.granted = true;
+        let waker = w.waker.take();
+        self.granted += 1;
+        Some(waker)
+    }
+
+    /// The index of the youngest waiter that has no slot.
+    fn youngest_waiting(&self) -> Option<usize> {
+        if self.waiting() == 0 {
+            return None;
+        }
+        (0..self.len)
+            .rev()
+            .find(|&i| self.get(i).is_some_and(|w| !w.granted))
+    }
+}
+
 /// The semaphore's state (see the module docs).
 pub(crate) struct State<const Q: usize> {
     free: usize,
@@ -107,7 +266,35 @@ pub(crate) struct State<const Q: usize> {
     next_ticket: u64,
     queue: Queue<Q>,
     lobby: usize,
-    lobby_chain: Chain,
+    lobby_gen: u32,
+    lobby_head: Option<Waker>,
+}
+
+/// Wakers to wake once the lock is released.
+pub(crate) struct Wakes(heapless::Vec<Waker, 4>);
+
+impl Wakes {
+    pub(crate) fn new() -> Self {
+        Wakes(heapless::Vec::new())
+    }
+
+    fn push(&mut self, waker: Option<Waker>) {
+        if let Some(w) = waker
+            && let Err(w) = self.0.push(w)
+        {
+            // More hand-offs than expected in one step: wake now rather than lose it.
+            w.wake();
+        }
+    }
+
+    /// Wakes them all. (By reference and inlined: usually there are none,
+    /// and a call that moves the array costs more than that check.)
+    #[inline]
+    pub(crate) fn wake(&mut self) {
+        while let Some(w) = self.0.pop() {
+            w.wake();
+        }
+    }
 }
 
 impl<const Q: usize> State<Q> {
@@ -123,22 +310,9 @@ impl<const Q: usize> State<Q> {
             next_ticket: 0,
             queue: Queue::new(),
             lobby: 0,
-            lobby_chain: Chain::new(),
+            lobby_gen: 0,
+            lobby_head: None,
         }
-    }
-
-    /// A grant's snapshot of the semaphore.
-    fn granted(&self, waited: bool) -> Granted {
-        Granted {
-            waited,
-            waiting: self.queue.waiting() + self.lobby,
-            in_use: self.held,
-        }
-    }
-
-    /// Requests waiting for a slot and slots held.
-    pub(crate) fn waiting_and_held(&self) -> (usize, usize) {
-        (self.queue.waiting() + self.lobby, self.held)
     }
 
     /// A snapshot for [`Stats`](crate::Stats).
@@ -178,9 +352,14 @@ impl<const Q: usize> State<Q> {
     }
 
     /// Starts a new lobby generation: every lobby member will be polled once.
+    fn broadcast(&mut self, wakes: &mut Wakes) {
+        self.lobby_gen = self.lobby_gen.wrapping_add(1);
+        wakes.push(self.lobby_head.take());
+    }
+
     fn room_opened(&mut self, wakes: &mut Wakes) {
         if self.lobby > 0 {
-            self.lobby_chain.broadcast(wakes);
+            self.broadcast(wakes);
         }
     }
 
@@ -212,6 +391,48 @@ impl<const Q: usize> State<Q> {
     }
 }
 
+/// A lobby member's link in the waker chain.
+#[derive(Default)]
+struct Link {
+    /// The generation this member registered in, and the waker it registered.
+    registered: Option<(u32, Waker)>,
+    /// The waker that was the chain's head before this member registered.
+    next: Option<Waker>,
+}
+
+impl Link {
+    /// Called on every poll in the lobby: in a new generation, pass the wake on.
+    fn on_poll<const Q: usize>(&mut self, s: &State<Q>, wakes: &mut Wakes) {
+        if let Some((generation, _)) = &self.registered
+            && *generation != s.lobby_gen
+        {
+            wakes.push(self.next.take());
+            self.registered = None;
+        }
+    }
+
+    fn register<const Q: usize>(&mut self, s: &mut State<Q>, waker: &Waker, wakes: &mut Wakes) {
+        if let Some((generation, w)) = &self.registered {
+            if *generation == s.lobby_gen && w.will_wake(waker) {
+                return;
+            }
+            // Our task's waker changed while we are in the chain: start over.
+            self.leave(s, wakes);
+        }
+        self.next = s.lobby_head.replace(waker.clone());
+        self.registered = Some((s.lobby_gen, waker.clone()));
+    }
+
+    /// Leaving the lobby: the members behind us in the chain may be unreachable
+    /// now, so start a new generation and pass our wake on.
+    fn leave<const Q: usize>(&mut self, s: &mut State<Q>, wakes: &mut Wakes) {
+        if self.registered.take().is_some() {
+            s.broadcast(wakes);
+        }
+        wakes.push(self.next.take());
+    }
+}
+
 #[cfg(test)]
 impl<M: RawMutex, const Q: usize> Slots<M, Q> {
     pub(crate) const fn new(permits: usize) -> Self {
@@ -239,24 +460,16 @@ impl<M: RawMutex, const Q: usize> SlotLock<Q> for Slots<M, Q> {
 
 /// Waits for a slot of the semaphore under `lock`, FIFO, until `deadline` on
 /// `platform`'s clock. `None` means the deadline passed first (`-ETIME`).
-/// If no slot is free at once, `on_wait(waiting, held)` is called first.
-pub(crate) async fn acquire_until<'a, L, P, const Q: usize, const N: usize>(
+pub(crate) async fn acquire_until<'a, L: SlotLock<Q>, P: Platform, const Q: usize>(
     lock: &'a L,
     platform: &P,
     deadline: Duration,
-    on_wait: impl FnOnce(usize, usize),
-) -> Option<SlotGuard<'a, L, Q>>
-where
-    L: SlotLock<Q>,
-    P: Platform<N>,
-{
+) -> Option<SlotGuard<'a, L, Q>> {
     let mut acquire = acquire(lock);
     // Uncontended, a free slot is taken on the first poll: no timer is made.
     if let Poll::Ready(guard) = poll_fn(|cx| Poll::Ready(Pin::new(&mut acquire).poll(cx))).await {
         return Some(guard);
     }
-    let (waiting, held) = acquire.queued_at;
-    on_wait(waiting, held);
     // It waits: now the platform's timer. The slot was polled just now, in
     // this same poll of the task, so the first round only arms the timer.
     let mut sleep = pin!(platform.sleep_until(deadline));
@@ -282,33 +495,15 @@ pub(crate) fn acquire<L: SlotLock<Q>, const Q: usize>(lock: &L) -> Acquire<'_, L
         slots: lock,
         step: Step::Start,
         link: Link::default(),
-        queued_at: (0, 0),
     }
 }
 
 /// A held slot; dropping it hands the slot to the oldest waiter.
 pub(crate) struct SlotGuard<'a, L: SlotLock<Q>, const Q: usize> {
     slots: &'a L,
-    granted: Granted,
-}
-
-/// How a slot was had: whether its request waited, and the semaphore just then.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Granted {
-    /// Whether the request had to wait for it.
-    pub(crate) waited: bool,
-    /// Requests waiting for a slot just after this one got it.
-    pub(crate) waiting: usize,
-    /// Slots held just after, this one included.
-    pub(crate) in_use: usize,
 }
 
 impl<L: SlotLock<Q>, const Q: usize> SlotGuard<'_, L, Q> {
-    /// How the slot was had.
-    pub(crate) fn granted(&self) -> Granted {
-        self.granted
-    }
-
     /// Releases the slot in `s`, the state this guard's lock guards, which
     /// the caller holds locked already (so that releasing takes no lock of
     /// its own); `wakes` are to be woken once it is unlocked.
@@ -336,8 +531,6 @@ pub(crate) struct Acquire<'a, L: SlotLock<Q>, const Q: usize> {
     slots: &'a L,
     step: Step,
     link: Link,
-    /// `(waiting, held)` when it began to wait, itself included.
-    queued_at: (usize, usize),
 }
 
 impl<'a, L: SlotLock<Q>, const Q: usize> Acquire<'a, L, Q> {
@@ -353,15 +546,15 @@ impl<'a, L: SlotLock<Q>, const Q: usize> Acquire<'a, L, Q> {
             Some(i) => {
                 let w = s.queue.remove(i);
                 s.room_opened(wakes);
-                w.is_some_and(|w| w.granted).then(|| s.granted(true))
+                w.is_some_and(|w| w.granted)
             }
             None => {
                 s.lobby -= 1;
-                link.leave(&mut s.lobby_chain, wakes);
-                None
+                link.leave(s, wakes);
+                false
             }
         });
-        granted.map(|granted| SlotGuard { slots, granted })
+        granted.then(|| SlotGuard { slots })
     }
 
     fn poll_waiting(
@@ -380,17 +573,14 @@ impl<'a, L: SlotLock<Q>, const Q: usize> Acquire<'a, L, Q> {
                 s.room_opened(wakes);
                 return true;
             }
-            // The latest waker (`clone_from` skips the clone when
-            // `will_wake` says it is the same; a false "no" only costs a clone).
-            match &mut w.waker {
-                Some(old) => old.clone_from(waker),
-                None => w.waker = Some(waker.clone()),
+            if !w.waker.as_ref().is_some_and(|old| old.will_wake(waker)) {
+                w.waker = Some(waker.clone());
             }
             return false;
         }
 
         // In the lobby.
-        self.link.on_poll(&s.lobby_chain, wakes);
+        self.link.on_poll(s, wakes);
         let me = Waiter {
             ticket,
             waker: Some(waker.clone()),
@@ -398,7 +588,7 @@ impl<'a, L: SlotLock<Q>, const Q: usize> Acquire<'a, L, Q> {
         };
         if !s.queue.is_full() {
             s.lobby -= 1;
-            self.link.leave(&mut s.lobby_chain, wakes);
+            self.link.leave(s, wakes);
             s.insert_sorted(me);
         } else {
             let younger = s
@@ -406,14 +596,14 @@ impl<'a, L: SlotLock<Q>, const Q: usize> Acquire<'a, L, Q> {
                 .youngest_waiting()
                 .filter(|&i| s.queue.get(i).is_some_and(|w| w.ticket > ticket));
             let Some(i) = younger else {
-                self.link.register(&mut s.lobby_chain, waker);
+                self.link.register(s, waker, wakes);
                 return false;
             };
             // Swap places with the youngest queued waiter; it moves to the lobby
             // (lobby count unchanged) and learns so when its waker runs.
             let victim = s.queue.remove(i);
             wakes.push(victim.and_then(|v| v.waker));
-            self.link.leave(&mut s.lobby_chain, wakes);
+            self.link.leave(s, wakes);
             s.insert_sorted(me);
         }
         s.dispatch(wakes);
@@ -428,16 +618,15 @@ impl<'a, L: SlotLock<Q>, const Q: usize> Future for Acquire<'a, L, Q> {
         let this = self.get_mut();
         let slots = this.slots;
         let ready = with(slots, |s, wakes| match this.step {
-            Step::Done => None,
+            Step::Done => false,
             Step::Start => {
                 if s.free > 0 && s.lobby == 0 && !s.has_queued() {
                     s.take_free();
-                    return Some(s.granted(false));
+                    return true;
                 }
                 let ticket = s.next_ticket;
                 s.next_ticket += 1;
                 this.step = Step::Waiting(ticket);
-                this.queued_at = (s.queue.waiting() + s.lobby + 1, s.held);
                 if s.lobby == 0 && !s.queue.is_full() {
                     // The newest ticket goes last.
                     s.insert_sorted(Waiter {
@@ -446,23 +635,20 @@ impl<'a, L: SlotLock<Q>, const Q: usize> Future for Acquire<'a, L, Q> {
                         granted: false,
                     });
                     s.dispatch(wakes);
-                    s.take_granted(ticket, wakes).then(|| s.granted(true))
+                    s.take_granted(ticket, wakes)
                 } else {
                     s.lobby += 1;
-                    this.link.register(&mut s.lobby_chain, cx.waker());
-                    None
+                    this.link.register(s, cx.waker(), wakes);
+                    false
                 }
             }
-            Step::Waiting(ticket) => this
-                .poll_waiting(s, ticket, cx.waker(), wakes)
-                .then(|| s.granted(true)),
+            Step::Waiting(ticket) => this.poll_waiting(s, ticket, cx.waker(), wakes),
         });
-        match ready {
-            Some(granted) => {
-                this.step = Step::Done;
-                Poll::Ready(SlotGuard { slots, granted })
-            }
-            None => Poll::Pending,
+        if ready {
+            this.step = Step::Done;
+            Poll::Ready(SlotGuard { slots })
+        } else {
+            Poll::Pending
         }
     }
 }
@@ -492,13 +678,6 @@ mod tests {
         }
     }
 
-    struct Fresh(Arc<Counter>);
-    impl Wake for Fresh {
-        fn wake(self: Arc<Self>) {
-            self.0.0.fetch_add(1, Ordering::SeqCst);
-        }
-    }
-
     /// A waiter polled by hand, with a waker that counts its wakes.
     struct Task<'a, const Q: usize> {
         fut: Acquire<'a, Slots<CriticalSectionRawMutex, Q>, Q>,
@@ -521,8 +700,7 @@ mod tests {
             if self.guard.is_some() {
                 return true;
             }
-            // A fresh (equivalent) waker on every poll: `will_wake` says no.
-            let waker = Waker::from(Arc::new(Fresh(self.wakes.clone())));
+            let waker = Waker::from(self.wakes.clone());
             let mut cx = Context::from_waker(&waker);
             if let Poll::Ready(g) = Pin::new(&mut self.fut).poll(&mut cx) {
                 self.guard = Some(g);
@@ -550,6 +728,63 @@ mod tests {
                 return polls;
             }
             assert!(polls < 100_000, "wake storm");
+        }
+    }
+
+    /// The ring buffer against a `Vec` model: random inserts (in ticket
+    /// order, anywhere), removals from anywhere, hand-outs, lookups, with the
+    /// ring's start wandering all around it.
+    #[test]
+    fn queue_matches_a_sorted_vec() {
+        let mut q = Queue::<7>::new();
+        let mut model: Vec<(u64, bool)> = Vec::new();
+        let mut x: u64 = 0x2545_F491_4F6C_DD1D;
+        let mut rand = |n: u64| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x % n
+        };
+        for _ in 0..200_000 {
+            match rand(4) {
+                0 | 1 if model.len() < 7 => {
+                    let ticket = rand(1000);
+                    if model.iter().any(|&(t, _)| t == ticket) {
+                        continue;
+                    }
+                    q.insert(Waiter {
+                        ticket,
+                        waker: None,
+                        granted: false,
+                    });
+                    let at = model.partition_point(|&(t, _)| t < ticket);
+                    model.insert(at, (ticket, false));
+                }
+                2 if !model.is_empty() => {
+                    let i = rand(model.len() as u64) as usize;
+                    let w = q.remove(i).expect("in range");
+                    assert_eq!((w.ticket, w.granted), model.remove(i));
+                }
+                _ => {
+                    let granted = q.grant_oldest().is_some();
+                    let first = model.iter_mut().find(|(_, g)| !*g);
+                    assert_eq!(granted, first.is_some());
+                    if let Some((_, g)) = first {
+                        *g = true;
+                    }
+                }
+            }
+            assert_eq!(q.len, model.len());
+            assert_eq!(q.waiting(), model.iter().filter(|(_, g)| !*g).count());
+            let got: Vec<(u64, bool)> = (0..q.len)
+                .map(|i| q.get(i).map(|w| (w.ticket, w.granted)).expect("in range"))
+                .collect();
+            assert_eq!(got, model);
+            for (i, &(t, _)) in model.iter().enumerate() {
+                assert_eq!(q.find(t), Some(i));
+            }
+            assert_eq!(q.find(1000), None);
+            assert_eq!(q.youngest_waiting(), model.iter().rposition(|(_, g)| !*g));
         }
     }
 
